@@ -1,0 +1,1 @@
+//! A faithful WeChat Pay simulator: to be written.

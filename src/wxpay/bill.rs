@@ -1,0 +1,1 @@
+//! Bill parsing: to be written.

@@ -1,0 +1,83 @@
+//! `WxError`: every way a call to WeChat Pay can fail, and whether retrying can help.
+
+use thiserror::Error;
+
+use super::err_code::{ErrAction, ErrCode};
+use super::sign::VerifyError;
+use super::xml::{Fields, XmlError};
+
+/// How a request failed to get an answer at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    Connect,
+    Timeout,
+    Other,
+}
+
+#[derive(Debug, Error)]
+pub enum WxError {
+    /// Our own request broke a documented rule; nothing was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No reply: connection refused, timed out, reset.
+    #[error("transport error ({kind:?}): {message}")]
+    Transport { kind: TransportKind, message: String },
+    /// A reply that is not HTTP 200.
+    #[error("HTTP status {status} from WeChat Pay")]
+    HttpStatus { status: u16, body: String },
+    /// A reply we could not read as a v2 XML message.
+    #[error("malformed reply: {0}")]
+    MalformedReply(XmlError),
+    /// A reply whose signature does not verify: possibly forged, never trusted.
+    #[error("reply signature rejected: {0}")]
+    BadReplySignature(VerifyError),
+    /// A signed reply about another merchant (appid or mch_id differs from ours).
+    #[error("reply for a different merchant: {field} is {got:?}")]
+    ForeignReply { field: &'static str, got: String },
+    /// `return_code=FAIL`: refused at the protocol layer (signature, format, parameters).
+    #[error("WeChat Pay refused the request: {return_msg}")]
+    ReturnFail { return_msg: String },
+    /// `result_code=FAIL`: a business failure with its `err_code`.
+    #[error("WeChat Pay business error {code}: {description}")]
+    Business { code: ErrCode, description: String, reply: Box<Fields> },
+    /// A successful reply that lacks a field or carries one we cannot read.
+    #[error("unexpected reply field `{field}`: {reason}")]
+    BadReplyField { field: String, reason: String },
+    /// `downloadbill`: the bill is still being generated; try again later (after 10:00 Beijing).
+    #[error("the bill is still being generated")]
+    BillCreating,
+    /// The call needs the merchant API certificate and none is configured.
+    #[error("this API needs the merchant API certificate, and none is configured")]
+    CertificateRequired,
+    /// Local I/O while streaming a reply (writing a bill file).
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+impl WxError {
+    /// Whether sending the identical request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            WxError::Transport { .. } | WxError::MalformedReply(_) => true,
+            WxError::HttpStatus { status, .. } => *status >= 500,
+            WxError::Business { code, .. } => code.action() == ErrAction::RetrySame,
+            _ => false,
+        }
+    }
+
+    /// The business `err_code`, when WeChat gave one.
+    pub fn err_code(&self) -> Option<&ErrCode> {
+        match self {
+            WxError::Business { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, WxError::Transport { kind: TransportKind::Timeout, .. })
+    }
+
+    pub(crate) fn bad_field(field: &str, reason: impl Into<String>) -> WxError {
+        WxError::BadReplyField { field: field.to_owned(), reason: reason.into() }
+    }
+}
