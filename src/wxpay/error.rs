@@ -65,10 +65,12 @@ impl WxError {
         }
     }
 
-    /// The business `err_code`, when WeChat gave one.
-    pub fn err_code(&self) -> Option<&ErrCode> {
+    /// The `err_code` WeChat gave, or the one a protocol-layer FAIL stands for: those replies carry
+    /// only a `return_msg` such as `签名错误`, and callers should not have to match on Chinese text.
+    pub fn err_code(&self) -> Option<ErrCode> {
         match self {
-            WxError::Business { code, .. } => Some(code),
+            WxError::Business { code, .. } => Some(code.clone()),
+            WxError::ReturnFail { return_msg } => code_of_return_msg(return_msg),
             _ => None,
         }
     }
@@ -80,4 +82,24 @@ impl WxError {
     pub(crate) fn bad_field(field: &str, reason: impl Into<String>) -> WxError {
         WxError::BadReplyField { field: field.to_owned(), reason: reason.into() }
     }
+}
+
+/// Known `return_msg` texts of protocol-layer failures, by the code they correspond to.
+fn code_of_return_msg(msg: &str) -> Option<ErrCode> {
+    const KNOWN: &[(&str, ErrCode)] = &[
+        ("签名错误", ErrCode::SIGNERROR),
+        ("sign error", ErrCode::SIGNERROR),
+        ("post数据为空", ErrCode::POST_DATA_EMPTY),
+        ("empty post data", ErrCode::POST_DATA_EMPTY),
+        ("xml格式错误", ErrCode::XML_FORMAT_ERROR),
+        ("编码格式错误", ErrCode::NOT_UTF8),
+        ("请使用post方法", ErrCode::REQUIRE_POST_METHOD),
+        ("require post method", ErrCode::REQUIRE_POST_METHOD),
+        ("appid和mch_id不匹配", ErrCode::APPID_MCHID_NOT_MATCH),
+        ("mch_id参数格式错误", ErrCode::MCHID_NOT_EXIST),
+        ("appid参数长度有误", ErrCode::APPID_NOT_EXIST),
+        ("invalid appid", ErrCode::APPID_NOT_EXIST),
+    ];
+    let lower = msg.to_lowercase();
+    KNOWN.iter().find(|(text, _)| lower.contains(text)).map(|(_, code)| code.clone())
 }

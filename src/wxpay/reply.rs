@@ -123,7 +123,7 @@ mod tests {
             ("err_code_des", "该订单已支付"),
         ]);
         let err = check_reply(&business, &merchant()).unwrap_err();
-        assert_eq!(err.err_code(), Some(&ErrCode::ORDERPAID));
+        assert_eq!(err.err_code(), Some(ErrCode::ORDERPAID));
         assert!(!err.is_retryable());
 
         let foreign = signed(&[("return_code", "SUCCESS"), ("result_code", "SUCCESS"), ("mch_id", "999")]);

@@ -206,24 +206,25 @@ mod tests {
 
     #[test]
     fn documented_limits_are_enforced() {
-        let cases: Vec<Box<dyn Fn(&mut UnifiedOrder)>> = vec![
-            Box::new(|o| o.body = String::new()),
-            Box::new(|o| o.body = "字".repeat(43)),
-            Box::new(|o| o.out_trade_no = "has space".into()),
-            Box::new(|o| o.total_fee = Fen::ZERO),
-            Box::new(|o| o.spbill_create_ip = "localhost".into()),
-            Box::new(|o| o.notify_url = "https://example.com/notify?order=1".into()),
-            Box::new(|o| o.notify_url = "/wechat/notify".into()),
-            Box::new(|o| o.openid = None),
-            Box::new(|o| o.attach = Some("a".repeat(128))),
-            Box::new(|o| {
+        type Mutation = fn(&mut UnifiedOrder);
+        let cases: [Mutation; 11] = [
+            |o| o.body = String::new(),
+            |o| o.body = "字".repeat(43),
+            |o| o.out_trade_no = "has space".into(),
+            |o| o.total_fee = Fen::ZERO,
+            |o| o.spbill_create_ip = "localhost".into(),
+            |o| o.notify_url = "https://example.com/notify?order=1".into(),
+            |o| o.notify_url = "/wechat/notify".into(),
+            |o| o.openid = None,
+            |o| o.attach = Some("a".repeat(128)),
+            |o| {
                 o.trade_type = TradeType::Native;
                 o.product_id = None;
-            }),
-            Box::new(|o| {
+            },
+            |o| {
                 o.trade_type = TradeType::Mweb;
                 o.scene_info = None;
-            }),
+            },
         ];
         for (i, mutate) in cases.iter().enumerate() {
             let mut o = order();

@@ -105,6 +105,8 @@ pub enum XmlError {
     MultipleRoots,
     #[error("the document ends before its root element is closed")]
     Truncated,
+    #[error("the document contains a control character XML does not allow")]
+    IllegalCharacter,
     #[error("malformed XML: {0}")]
     Malformed(String),
 }
@@ -136,6 +138,11 @@ pub fn parse_with(body: &[u8], opts: ReadOptions<'_>) -> Result<Fields, XmlError
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(XmlError::Empty);
+    }
+    // XML 1.0 forbids raw C0 controls other than tab and line ends; a value carrying one could
+    // not be written back, so it must not be read either. (Character references stay allowed.)
+    if text.bytes().any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) {
+        return Err(XmlError::IllegalCharacter);
     }
 
     let mut reader = Reader::from_str(text);
@@ -372,6 +379,8 @@ mod tests {
         assert!(matches!(read("<xml><a>1</b></xml>"), Err(XmlError::Malformed(_))));
         assert!(matches!(read("not xml at all"), Err(XmlError::StrayText | XmlError::Malformed(_))));
         assert_eq!(parse(b"<xml><a>\xff</a></xml>"), Err(XmlError::NotUtf8));
+        assert_eq!(read("<xml><a><![CDATA[a\0b]]></a></xml>"), Err(XmlError::IllegalCharacter));
+        assert_eq!(read("<xml><a>\u{1}</a></xml>"), Err(XmlError::IllegalCharacter));
         assert_eq!(
             read("<?xml version=\"1.0\" encoding=\"GBK\"?><xml/>"),
             Err(XmlError::UnsupportedEncoding("GBK".into()))

@@ -1,0 +1,193 @@
+//! `wechat-checkout simulator`: command-line flags and the standalone server with its banner.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::SimulatorError;
+use super::config::{
+    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, Faults, SimMerchant, SimulatorConfig, TlsOptions,
+};
+use super::server::{Mode, launch_with};
+use crate::wxpay::sign::ApiKey;
+
+/// Runs a fake WeChat Pay (API v2, OAuth, JS bridge) for development and tests.
+///
+/// Derives `Parser` (which includes `Args`), so it serves both as a subcommand's arguments and on
+/// its own (`SimulatorArgs::parse_from`).
+#[derive(Parser, Clone, Debug)]
+#[command(name = "simulator")]
+pub struct SimulatorArgs {
+    /// Port to listen on (0 = any free port).
+    #[arg(long, default_value_t = 9000, env = "WXSIM_PORT")]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "WXSIM_ADDRESS")]
+    pub address: IpAddr,
+    /// Multiplies notify retry delays and the refund settle delay (0.001 = 1000x faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_factor: f64,
+    /// The Official Account appid.
+    #[arg(long, default_value = DEMO_APPID)]
+    pub appid: String,
+    /// The merchant id.
+    #[arg(long, default_value = DEMO_MCH_ID)]
+    pub mch_id: String,
+    /// The merchant's 32-character APIv2 key.
+    #[arg(long, default_value = DEMO_API_KEY, env = "WXSIM_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// The Official Account's AppSecret (for the OAuth code exchange).
+    #[arg(long, default_value = DEMO_APP_SECRET, env = "WXSIM_APP_SECRET", hide_env_values = true)]
+    pub app_secret: String,
+    /// Keep the simulator's state in this JSON file across restarts.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+    /// Require OAuth redirect_uri hosts to equal this domain (WeChat's "网页授权域名").
+    #[arg(long)]
+    pub oauth_domain: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) of merchant client certificates; refunds then require one whose CN is the mch_id.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Seed of the fault dice, for reproducible runs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Probability of a SYSTEMERROR reply (nothing changes).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_systemerror_rate: f64,
+    /// Probability of a reply delayed by --fault-slow-ms (processed normally).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_slow_rate: f64,
+    #[arg(long, default_value_t = 3000)]
+    pub fault_slow_ms: u64,
+    /// Probability of a truncated XML reply (processed normally).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_garbled_rate: f64,
+    /// Probability that a notify is never delivered.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_drop_notify_rate: f64,
+    /// Extra identical copies sent after a notify was accepted.
+    #[arg(long, default_value_t = 0)]
+    pub fault_duplicate_notifies: u32,
+    /// Copies sent at once for the first delivery attempt.
+    #[arg(long, default_value_t = 0)]
+    pub fault_concurrent_notifies: u32,
+    /// Added to total_fee and cash_fee in payment notifies (still correctly signed).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub fault_notify_amount_delta: i64,
+    /// Every downloadbill answers "Bill Creating".
+    #[arg(long)]
+    pub fault_bill_creating: bool,
+}
+
+impl SimulatorArgs {
+    pub fn faults(&self) -> Faults {
+        Faults {
+            system_error_rate: self.fault_systemerror_rate,
+            slow_rate: self.fault_slow_rate,
+            slow_ms: self.fault_slow_ms,
+            garbled_rate: self.fault_garbled_rate,
+            drop_notify_rate: self.fault_drop_notify_rate,
+            duplicate_notifies: self.fault_duplicate_notifies,
+            concurrent_notifies: self.fault_concurrent_notifies,
+            notify_amount_delta: self.fault_notify_amount_delta,
+            bill_creating: self.fault_bill_creating,
+        }
+    }
+
+    pub fn config(&self) -> Result<SimulatorConfig, SimulatorError> {
+        let api_key = ApiKey::new(&self.api_key).map_err(|e| SimulatorError::Config(e.to_string()))?;
+        let config = SimulatorConfig {
+            merchants: vec![SimMerchant {
+                appid: self.appid.clone(),
+                mch_id: self.mch_id.clone(),
+                api_key,
+                app_secret: self.app_secret.clone(),
+            }],
+            time_factor: self.time_factor,
+            oauth_domain: self.oauth_domain.clone(),
+            state_file: self.state_file.clone(),
+            faults: self.faults(),
+            seed: self.seed,
+            ..SimulatorConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn tls(&self) -> Option<TlsOptions> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsOptions {
+                cert_pem_path: cert.clone(),
+                key_pem_path: key.clone(),
+                client_ca_pem_path: self.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn banner(args: &SimulatorArgs, api: &str, own: &str) -> String {
+    let shown_key = if args.api_key == DEMO_API_KEY { args.api_key.clone() } else { "(as configured)".into() };
+    let shown_secret =
+        if args.app_secret == DEMO_APP_SECRET { args.app_secret.clone() } else { "(as configured)".into() };
+    let cert_note = if args.client_ca.is_some() {
+        "refunds require a client certificate whose CN is the mch_id"
+    } else {
+        "refund client certificates are not checked (serve TLS with --client-ca to check them)"
+    };
+    format!(
+        "WeChat Pay simulator (API v2) listening on {api}\n\
+         \n  API base      {api}   (/pay/unifiedorder, /secapi/pay/refund, …)\
+         \n  OAuth         {api}/connect/oauth2/authorize   {api}/sns/oauth2/access_token\
+         \n  JS bridge     <script src=\"{own}/bridge.js\"></script>\
+         \n  Control       {own}/control/faults  /clock  /orders/<out_trade_no>  /notifies  /reset\
+         \n\n  appid         {}\n  mch_id        {}\n  API key       {shown_key}\n  AppSecret     {shown_secret}\
+         \n  time factor   {}\n  certificates  {cert_note}\n\nPress Ctrl-C to stop.\n",
+        args.appid, args.mch_id, args.time_factor
+    )
+}
+
+/// Serves the simulator until Ctrl-C (or SIGTERM).
+pub async fn run_standalone(args: SimulatorArgs) -> Result<(), SimulatorError> {
+    let config = args.config()?;
+    let handle = launch_with(config, args.address, args.port, args.tls(), Mode::Standalone).await?;
+    println!("{}", banner(&args, &handle.api_base(), &handle.own_base()));
+    handle.wait().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn flags_map_to_config_and_faults() {
+        let args = SimulatorArgs::parse_from([
+            "x",
+            "--port",
+            "0",
+            "--time-factor",
+            "0.01",
+            "--fault-systemerror-rate",
+            "0.5",
+            "--fault-notify-amount-delta",
+            "-1",
+            "--fault-bill-creating",
+        ]);
+        let config = args.config().unwrap();
+        assert_eq!(config.time_factor, 0.01);
+        assert_eq!(config.faults.system_error_rate, 0.5);
+        assert_eq!(config.faults.notify_amount_delta, -1);
+        assert!(config.faults.bill_creating);
+        assert_eq!(config.merchants[0].mch_id, DEMO_MCH_ID);
+        assert!(args.tls().is_none());
+        let bad = SimulatorArgs::parse_from(["x", "--api-key", "short"]);
+        assert!(bad.config().is_err());
+        assert!(banner(&args, "http://127.0.0.1:9000", "http://127.0.0.1:9000/simulator").contains("bridge.js"));
+    }
+}

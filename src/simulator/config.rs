@@ -1,0 +1,200 @@
+//! Simulator settings: the merchants it knows, its timing rules, fault injection, TLS files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::SimulatorError;
+use crate::wxpay::sign::ApiKey;
+
+/// The documented demo merchant (the official signature test vector's appid, mch_id and key).
+pub const DEMO_APPID: &str = "wxd930ea5d5a258f4f";
+pub const DEMO_MCH_ID: &str = "10000100";
+pub const DEMO_API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
+/// The demo Official Account's AppSecret (only the OAuth code exchange uses it).
+pub const DEMO_APP_SECRET: &str = "7c0b9a1f5e3d4c2b8a6f0e1d2c3b4a59";
+
+/// An Official Account (appid) bound to a merchant account (mch_id). Several entries may share
+/// one mch_id (several appids bound to one merchant); they must then share its API key.
+#[derive(Clone, Debug)]
+pub struct SimMerchant {
+    pub appid: String,
+    pub mch_id: String,
+    pub api_key: ApiKey,
+    pub app_secret: String,
+}
+
+impl SimMerchant {
+    pub fn demo() -> SimMerchant {
+        SimMerchant {
+            appid: DEMO_APPID.into(),
+            mch_id: DEMO_MCH_ID.into(),
+            api_key: ApiKey::new(DEMO_API_KEY).expect("the demo key is 32 alphanumerics"),
+            app_secret: DEMO_APP_SECRET.into(),
+        }
+    }
+}
+
+/// Faults injected into the simulator's behaviour. All off by default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability that an API call answers a signed SYSTEMERROR without changing anything.
+    pub system_error_rate: f64,
+    /// Probability that an API call is processed normally but answered only after `slow_ms`.
+    pub slow_rate: f64,
+    pub slow_ms: u64,
+    /// Probability that an API call is processed normally but answered with truncated XML.
+    pub garbled_rate: f64,
+    /// Probability that a notify (payment or refund) is never delivered at all.
+    pub drop_notify_rate: f64,
+    /// After a notify is accepted, send this many identical copies, one after another.
+    pub duplicate_notifies: u32,
+    /// Send this many identical copies at once for the first delivery attempt.
+    pub concurrent_notifies: u32,
+    /// Added to `total_fee` and `cash_fee` in payment notifies (the notify stays correctly signed).
+    pub notify_amount_delta: i64,
+    /// Every downloadbill answers "Bill Creating".
+    pub bill_creating: bool,
+}
+
+impl Faults {
+    /// Rates must be probabilities.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("system_error_rate", self.system_error_rate),
+            ("slow_rate", self.slow_rate),
+            ("garbled_rate", self.garbled_rate),
+            ("drop_notify_rate", self.drop_notify_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1 (got {rate})"));
+            }
+        }
+        if self.concurrent_notifies > 64 || self.duplicate_notifies > 64 {
+            return Err("duplicate_notifies and concurrent_notifies must be at most 64".into());
+        }
+        Ok(())
+    }
+}
+
+/// Server certificate, key and (optionally) the CA that signs merchant client certificates.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    pub cert_pem_path: PathBuf,
+    pub key_pem_path: PathBuf,
+    /// When set, client certificates are requested (not required at the TLS layer) and the refund
+    /// API refuses calls without one, the way WeChat's front end does.
+    pub client_ca_pem_path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    pub merchants: Vec<SimMerchant>,
+    /// Multiplies notify retry delays and the refund settle delay: 1.0 is real time, 0.001 is
+    /// a thousand times faster.
+    pub time_factor: f64,
+    /// closeorder refuses orders younger than this (simulated clock).
+    pub close_min_age: Duration,
+    /// The least time between two refunds of one order (simulated clock).
+    pub refund_min_interval: Duration,
+    /// A new refund stays PROCESSING this long (scaled by `time_factor`, real time).
+    pub refund_settle_delay: Duration,
+    /// Limit of one notify delivery attempt (not scaled).
+    pub notify_timeout: Duration,
+    /// When set, an OAuth `redirect_uri` must have exactly this host.
+    pub oauth_domain: Option<String>,
+    /// When set, the state is loaded from and saved to this JSON file.
+    pub state_file: Option<PathBuf>,
+    pub faults: Faults,
+    /// Seed of the fault dice, for reproducible runs.
+    pub seed: Option<u64>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            merchants: vec![SimMerchant::demo()],
+            time_factor: 1.0,
+            close_min_age: Duration::from_secs(5 * 60),
+            refund_min_interval: Duration::from_secs(60),
+            refund_settle_delay: Duration::from_secs(10),
+            notify_timeout: Duration::from_secs(5),
+            oauth_domain: None,
+            state_file: None,
+            faults: Faults::default(),
+            seed: None,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    pub fn validate(&self) -> Result<(), SimulatorError> {
+        let bad = |m: String| Err(SimulatorError::Config(m));
+        if self.merchants.is_empty() {
+            return bad("at least one merchant is needed".into());
+        }
+        for (i, m) in self.merchants.iter().enumerate() {
+            if m.appid.is_empty() || m.mch_id.is_empty() {
+                return bad(format!("merchant #{i} needs an appid and a mch_id"));
+            }
+            for other in &self.merchants[..i] {
+                if other.mch_id == m.mch_id && other.api_key != m.api_key {
+                    return bad(format!("mch_id {} is configured with two different API keys", m.mch_id));
+                }
+                if other.appid == m.appid && other.app_secret != m.app_secret {
+                    return bad(format!("appid {} is configured with two different AppSecrets", m.appid));
+                }
+            }
+        }
+        if !(self.time_factor.is_finite() && self.time_factor > 0.0 && self.time_factor <= 1000.0) {
+            return bad(format!("time_factor must be a positive number (got {})", self.time_factor));
+        }
+        self.faults.validate().map_err(SimulatorError::Config)
+    }
+
+    /// Scales a delay of the real service by `time_factor`.
+    pub fn scaled(&self, d: Duration) -> Duration {
+        Duration::try_from_secs_f64(d.as_secs_f64() * self.time_factor).unwrap_or(Duration::MAX)
+    }
+
+    pub(crate) fn merchant_for_appid(&self, appid: &str) -> Option<&SimMerchant> {
+        self.merchants.iter().find(|m| m.appid == appid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_scaling_works() {
+        let mut c = SimulatorConfig::default();
+        c.validate().unwrap();
+        c.time_factor = 0.001;
+        assert_eq!(c.scaled(Duration::from_secs(15)), Duration::from_millis(15));
+        c.time_factor = 0.0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn fault_rates_are_probabilities() {
+        assert!(Faults { slow_rate: 1.5, ..Faults::default() }.validate().is_err());
+        assert!(Faults { garbled_rate: f64::NAN, ..Faults::default() }.validate().is_err());
+        assert!(Faults { drop_notify_rate: 1.0, ..Faults::default() }.validate().is_ok());
+        let partial: Faults = serde_json::from_str(r#"{"slow_ms": 5}"#).unwrap();
+        assert_eq!(partial.slow_ms, 5);
+        assert!(serde_json::from_str::<Faults>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn conflicting_keys_are_refused() {
+        let mut c = SimulatorConfig::default();
+        let mut second = SimMerchant::demo();
+        second.appid = "wx0000000000000001".into();
+        second.api_key = ApiKey::new("00000000000000000000000000000000").unwrap();
+        c.merchants.push(second);
+        assert!(c.validate().is_err());
+    }
+}

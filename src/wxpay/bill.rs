@@ -1,1 +1,0 @@
-//! Bill parsing: to be written.
