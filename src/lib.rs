@@ -1,5 +1,13 @@
 //! wechat-checkout: WeChat Pay (API v2, JSAPI) checkout, notify handling, operations and
-//! reconciliation in one Rocket application. See README.md for the tour.
+//! reconciliation in one Rocket application. A newcomer reads README.md, Rocket.toml, then
+//! `main.rs` (the commands) and `app.rs` (how the pieces are assembled).
 
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod payments;
 pub mod simulator;
+pub mod web;
 pub mod wxpay;

@@ -107,3 +107,4 @@ async fn read_request_body(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
         }
     }
 }
+pub mod app;

@@ -1,0 +1,198 @@
+//! Assembling the application: configuration, migrations, the database, WeChat clients, the
+//! notify writer, routes, and (in simulator mode) the simulator mounted at `/simulator`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use thiserror::Error;
+
+use crate::config::{AppConfig, ConfigError};
+use crate::db::{self, Db, DbError, tokens};
+use crate::payments::Payments;
+use crate::payments::notify_writer::NotifyWriter;
+use crate::simulator::{self, SimMerchant, Simulator, SimulatorConfig};
+use crate::web;
+use crate::web::oauth_state::StateSigner;
+use crate::wxpay::oauth::OAuthClient;
+use crate::wxpay::tls::ClientIdentity;
+use crate::wxpay::{GatewayConfig, HttpPayGateway, Merchant};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("merchant certificate: {0}")]
+    Certificate(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Builds the Rocket from `Rocket.toml` and the environment (`rocket::Config::figment()` plus
+/// our variables).
+pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, StartError> {
+    let config = AppConfig::load(&figment)?;
+    build(figment, config)
+}
+
+/// Builds the Rocket from the figment alone, ignoring our environment variables (tests).
+pub fn build_rocket_from(figment: Figment) -> Result<Rocket<Build>, StartError> {
+    let config = AppConfig::from_figment(figment.clone())?;
+    build(figment, config)
+}
+
+fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartError> {
+    let figment = ensure_secret_key(figment)?;
+    let config = Arc::new(config);
+    // Connecting first creates a new SQLite file (and its directory) in WAL mode.
+    let db = Db::connect(&config.database_url, config.db_pool_size)?;
+    let applied = db::migrate::run_pending(&config.database_url)?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "database migrated");
+    }
+    bootstrap_api_token(&db, &config)?;
+
+    let merchant = Merchant {
+        appid: config.wechat.appid.clone(),
+        mch_id: config.wechat.mch_id.clone(),
+        key: config.wechat.api_key.clone(),
+        sign_type: config.wechat.sign_type,
+    };
+    let gateway = HttpPayGateway::new(merchant.clone(), gateway_config(&config)?)
+        .map_err(|e| StartError::Other(format!("WeChat Pay client: {e}")))?;
+    let oauth = OAuthClient::new(
+        &config.wechat.sns_base,
+        &config.wechat.appid,
+        config.wechat.app_secret.expose(),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| StartError::Other(format!("WeChat OAuth client: {e}")))?;
+    let payments = Payments {
+        db: db.clone(),
+        gateway: Arc::new(gateway),
+        merchant: merchant.clone(),
+        config: config.clone(),
+        notify_writer: NotifyWriter::start(db),
+    };
+
+    if config.simulator {
+        print_simulator_banner(&config);
+    }
+    let rocket = rocket::custom(figment)
+        .manage(payments)
+        .manage(config.clone())
+        .manage(StateSigner::new(&merchant.key))
+        .manage(oauth);
+    let rocket = web::mount(rocket, config.simulator);
+    if config.simulator {
+        let sim = Simulator::new(SimulatorConfig {
+            merchants: vec![SimMerchant {
+                appid: config.wechat.appid.clone(),
+                mch_id: config.wechat.mch_id.clone(),
+                api_key: config.wechat.api_key.clone(),
+                app_secret: config.wechat.app_secret.expose().to_owned(),
+            }],
+            ..SimulatorConfig::default()
+        })
+        .map_err(|e| StartError::Other(e.to_string()))?;
+        return Ok(simulator::mount(rocket, sim, "/simulator", "/simulator"));
+    }
+    Ok(rocket)
+}
+
+fn gateway_config(config: &AppConfig) -> Result<GatewayConfig, StartError> {
+    let identity = match (&config.wechat.cert_p12, &config.wechat.cert_pem, &config.wechat.key_pem) {
+        (Some(p12), _, _) => {
+            let der = std::fs::read(p12).map_err(|e| StartError::Certificate(format!("{}: {e}", p12.display())))?;
+            Some(
+                ClientIdentity::from_pkcs12(&der, &config.wechat.mch_id)
+                    .map_err(|e| StartError::Certificate(e.to_string()))?,
+            )
+        }
+        (None, Some(cert), Some(key)) => {
+            let read =
+                |p: &Path| std::fs::read(p).map_err(|e| StartError::Certificate(format!("{}: {e}", p.display())));
+            Some(
+                ClientIdentity::from_pem_pair(&read(cert)?, &read(key)?)
+                    .map_err(|e| StartError::Certificate(e.to_string()))?,
+            )
+        }
+        _ => None,
+    };
+    Ok(GatewayConfig {
+        backup_url: config.wechat.api_backup_base.clone(),
+        identity,
+        ..GatewayConfig::with_base(&config.wechat.api_base)
+    })
+}
+
+/// Private cookies need a key. Rocket refuses to start in release mode without one; for a
+/// zero-configuration demo we create one and keep it in `data/secret_key` so sessions survive
+/// restarts. Several instances behind a load balancer must share `ROCKET_SECRET_KEY`.
+fn ensure_secret_key(figment: Figment) -> Result<Figment, StartError> {
+    // Rocket's own defaults carry an all-zero key, which means "none".
+    if figment.extract_inner::<rocket::config::SecretKey>("secret_key").is_ok_and(|k| !k.is_zero()) {
+        return Ok(figment);
+    }
+    let path = Path::new("data/secret_key");
+    let key = match std::fs::read_to_string(path) {
+        Ok(k) if k.trim().len() >= 44 => k.trim().to_owned(),
+        _ => {
+            use base64::Engine;
+            let bytes: [u8; 64] = rand::random();
+            let key = base64::engine::general_purpose::STANDARD.encode(bytes);
+            std::fs::create_dir_all("data").map_err(|e| StartError::Other(format!("cannot create data/: {e}")))?;
+            write_private(path, &key)
+                .map_err(|e| StartError::Other(format!("cannot write {}: {e}", path.display())))?;
+            tracing::warn!("ROCKET_SECRET_KEY is not set; generated one in data/secret_key");
+            key
+        }
+    };
+    Ok(figment.merge(rocket::figment::providers::Serialized::global("secret_key", key)))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(content.as_bytes())
+}
+
+/// With no `API_TOKEN` and no token stored yet, makes one and shows it once.
+fn bootstrap_api_token(db: &Db, config: &AppConfig) -> Result<(), StartError> {
+    if config.api_token.is_some() {
+        return Ok(());
+    }
+    let mut conn = db.conn()?;
+    if tokens::count_active(&mut conn)? > 0 {
+        return Ok(());
+    }
+    let token = crate::wxpay::nonce::random_alphanumeric(40);
+    let hash = web::api::token_hash(&token);
+    tokens::insert(&mut conn, &tokens::NewToken { name: "initial", token_hash: &hash, created_at: db::now() })?;
+    eprintln!(
+        "\n================================================================\n\
+         Merchant API token (shown only once, store it now):\n\n    {token}\n\n\
+         Use it as:  Authorization: Bearer <token>\n\
+         ================================================================\n"
+    );
+    Ok(())
+}
+
+fn print_simulator_banner(config: &AppConfig) {
+    eprintln!(
+        "\n################################################################\n\
+         #  SIMULATOR MODE: WeChat Pay is simulated at /simulator.       #\n\
+         #  No real money moves. Set WECHAT_APPID, WECHAT_MCH_ID,        #\n\
+         #  WECHAT_API_KEY and WECHAT_APP_SECRET to take real payments.  #\n\
+         ################################################################\n\
+         Demo shop: {}/\n",
+        config.public_base_url
+    );
+}

@@ -1,0 +1,251 @@
+//! Database access: one Diesel connection type over SQLite or PostgreSQL, the r2d2 pool, and
+//! the two ways handlers reach it (`read`, and `write` in a transaction) without ever holding a
+//! connection across an `.await`. All SQL lives under this module.
+
+pub mod events;
+pub mod exceptions;
+pub mod migrate;
+pub mod notify_log;
+pub mod oauth_states;
+pub mod orders;
+pub mod schema;
+pub mod tokens;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use thiserror::Error;
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+        )
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Opens connections for the pool, applying each backend's per-connection settings.
+pub struct Manager {
+    url: String,
+    backend: Backend,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        let conn = match self.backend {
+            Backend::Postgres => AnyConnection::Postgresql(PgConnection::establish(&self.url)?),
+            Backend::Sqlite => AnyConnection::Sqlite(SqliteConnection::establish(&self.url)?),
+        };
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+#[derive(Debug)]
+struct Settings;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Sqlite(c) = conn {
+            // synchronous=FULL keeps every commit durable in WAL mode; group commit amortizes the
+            // fsync instead of weakening it. busy_timeout covers a CLI process writing alongside.
+            c.batch_execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;")
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// The shared handle to the database.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    backend: Backend,
+    /// SQLite has one writer at a time; serializing our own writers in-process turns lock
+    /// contention into a queue instead of `SQLITE_BUSY` errors.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl Db {
+    /// Opens the pool. For SQLite the file (and its directory) is created and WAL is switched on.
+    pub fn connect(url: &str, pool_size: u32) -> DbResult<Db> {
+        let backend = Backend::of_url(url);
+        if backend == Backend::Sqlite {
+            prepare_sqlite_file(url)?;
+        }
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(2.min(pool_size)))
+            .connection_timeout(Duration::from_secs(15))
+            .connection_customizer(Box::new(Settings))
+            .build(Manager { url: url.to_owned(), backend })
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        Ok(Db { pool, backend, write_lock: Arc::new(Mutex::new(())) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn conn(&self) -> DbResult<PooledConnection<Manager>> {
+        self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Runs `f` on a pooled connection on the blocking pool; the connection is checked out inside
+    /// the blocking task and returned before this future completes.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        run_blocking(move || {
+            let mut conn = db.conn()?;
+            f(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` on SQLite), committed if it returns Ok.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        run_blocking(move || db.write_blocking(f)).await
+    }
+
+    /// [`Db::write`] for code already on a blocking thread.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+        E: From<DbError>,
+    {
+        let _guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+            Backend::Postgres => None,
+        };
+        let mut conn = self.conn()?;
+        in_transaction(&mut conn, f)
+    }
+}
+
+/// Begins a transaction (IMMEDIATE on SQLite, so the write lock is taken up front and a later
+/// read-to-write upgrade cannot fail), runs `f`, and commits or rolls back.
+pub fn in_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<DbError>,
+{
+    let begin = match conn {
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
+    };
+    begin.map_err(|e| E::from(DbError::from(e)))?;
+    match f(conn) {
+        Ok(value) => {
+            <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|e| E::from(DbError::from(e)))?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn) {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `spawn_blocking` that re-raises a panic of the closure in the caller.
+pub async fn run_blocking<T, F>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Creates the SQLite file's directory and switches the file to WAL (idempotent).
+pub(crate) fn prepare_sqlite_file(url: &str) -> DbResult<()> {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path != ":memory:"
+        && let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut conn = SqliteConnection::establish(url).map_err(|e| DbError::Unavailable(e.to_string()))?;
+    // WAL persists in the file; readers then never block the writer.
+    conn.batch_execute("PRAGMA journal_mode = WAL;")?;
+    Ok(())
+}
+
+/// The current time, truncated to microseconds: what both backends store, so a value read
+/// back equals the value written.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    chrono::Utc::now()
+        .duration_trunc(TimeDelta::microseconds(1))
+        .expect("microsecond truncation of the current time cannot overflow")
+        .naive_utc()
+}

@@ -1,0 +1,196 @@
+//! The orders table: typed rows, creation, look-ups, and the guarded UPDATE through which every
+//! state change is applied.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::orders;
+use super::{AnyConnection, DbError, DbResult};
+use crate::domain::{Fen, OrderState};
+use crate::wxpay::SignType;
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = orders)]
+struct OrderRow {
+    out_trade_no: String,
+    merchant_order_id: String,
+    amount_fen: i64,
+    description: String,
+    attach: Option<String>,
+    state: String,
+    sign_type: String,
+    openid: Option<String>,
+    client_ip: Option<String>,
+    prepay_id: Option<String>,
+    prepay_created_at: Option<NaiveDateTime>,
+    transaction_id: Option<String>,
+    paid_fen: Option<i64>,
+    paid_at: Option<NaiveDateTime>,
+    paid_after_close: i32,
+    refunded_fen: i64,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    expires_at: NaiveDateTime,
+    closed_at: Option<NaiveDateTime>,
+    last_queried_at: Option<NaiveDateTime>,
+}
+
+/// An order as the rest of the program sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub out_trade_no: String,
+    pub merchant_order_id: String,
+    pub amount: Fen,
+    pub description: String,
+    pub attach: Option<String>,
+    pub state: OrderState,
+    pub sign_type: SignType,
+    /// The shopper the prepay was issued for; a prepay is bound to one openid.
+    pub openid: Option<String>,
+    /// The shopper's IP as sent with the first prepay; reused so a re-issued unifiedorder is
+    /// byte-for-byte the same request, which WeChat requires.
+    pub client_ip: Option<String>,
+    pub prepay_id: Option<String>,
+    pub prepay_created_at: Option<DateTime<Utc>>,
+    pub transaction_id: Option<String>,
+    pub paid: Option<Fen>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub paid_after_close: bool,
+    pub refunded: Fen,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub last_queried_at: Option<DateTime<Utc>>,
+}
+
+fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = DbError;
+
+    fn try_from(r: OrderRow) -> DbResult<Order> {
+        let state = OrderState::parse(&r.state)
+            .ok_or_else(|| DbError::Corrupt(format!("order {} has unknown state {:?}", r.out_trade_no, r.state)))?;
+        let sign_type = SignType::parse(&r.sign_type).ok_or_else(|| {
+            DbError::Corrupt(format!("order {} has unknown sign type {:?}", r.out_trade_no, r.sign_type))
+        })?;
+        Ok(Order {
+            out_trade_no: r.out_trade_no,
+            merchant_order_id: r.merchant_order_id,
+            amount: Fen::new(r.amount_fen),
+            description: r.description,
+            attach: r.attach,
+            state,
+            sign_type,
+            openid: r.openid,
+            client_ip: r.client_ip,
+            prepay_id: r.prepay_id,
+            prepay_created_at: r.prepay_created_at.map(utc),
+            transaction_id: r.transaction_id,
+            paid: r.paid_fen.map(Fen::new),
+            paid_at: r.paid_at.map(utc),
+            paid_after_close: r.paid_after_close != 0,
+            refunded: Fen::new(r.refunded_fen),
+            created_at: utc(r.created_at),
+            updated_at: utc(r.updated_at),
+            expires_at: utc(r.expires_at),
+            closed_at: r.closed_at.map(utc),
+            last_queried_at: r.last_queried_at.map(utc),
+        })
+    }
+}
+
+#[derive(Insertable, Debug)]
+#[diesel(table_name = orders)]
+pub struct NewOrder {
+    pub out_trade_no: String,
+    pub merchant_order_id: String,
+    pub amount_fen: i64,
+    pub description: String,
+    pub attach: Option<String>,
+    pub state: String,
+    pub sign_type: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+/// Columns a guarded update may set; `None` leaves a column as it is.
+#[derive(AsChangeset, Default, Debug)]
+#[diesel(table_name = orders)]
+pub struct OrderChanges {
+    pub state: Option<String>,
+    pub openid: Option<String>,
+    pub client_ip: Option<String>,
+    pub prepay_id: Option<String>,
+    pub prepay_created_at: Option<NaiveDateTime>,
+    pub transaction_id: Option<String>,
+    pub paid_fen: Option<i64>,
+    pub paid_at: Option<NaiveDateTime>,
+    pub paid_after_close: Option<i32>,
+    pub closed_at: Option<NaiveDateTime>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+/// Inserts an order. A duplicate `merchant_order_id` or `out_trade_no` is a unique violation.
+pub fn insert(conn: &mut AnyConnection, order: &NewOrder) -> DbResult<()> {
+    diesel::insert_into(orders::table).values(order).execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Option<Order>> {
+    orders::table
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Order::try_from)
+        .transpose()
+}
+
+pub fn find_by_merchant_order_id(conn: &mut AnyConnection, merchant_order_id: &str) -> DbResult<Option<Order>> {
+    orders::table
+        .filter(orders::merchant_order_id.eq(merchant_order_id))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Order::try_from)
+        .transpose()
+}
+
+/// The compare-and-set every state change goes through: applies `changes` only while the order
+/// is still in `from`. `true` means this call made the change; `false` means someone else got
+/// there first (or the order is gone), and the caller re-reads and decides again.
+pub fn update_if_state(
+    conn: &mut AnyConnection,
+    out_trade_no: &str,
+    from: OrderState,
+    changes: &OrderChanges,
+) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::state.eq(from.as_str()))
+        .set(changes)
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Claims the right to query WeChat about this order now, at most once per `min_gap` across all
+/// instances: the UPDATE succeeds for one caller only.
+pub fn claim_query_slot(
+    conn: &mut AnyConnection,
+    out_trade_no: &str,
+    now: NaiveDateTime,
+    min_gap: chrono::Duration,
+) -> DbResult<bool> {
+    let threshold = now - min_gap;
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::last_queried_at.is_null().or(orders::last_queried_at.lt(threshold)))
+        .set(orders::last_queried_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(n == 1)
+}

@@ -1,0 +1,89 @@
+//! The one Diesel schema both backends share (MultiConnection's common types only).
+
+diesel::table! {
+    orders (out_trade_no) {
+        out_trade_no -> Text,
+        merchant_order_id -> Text,
+        amount_fen -> BigInt,
+        description -> Text,
+        attach -> Nullable<Text>,
+        state -> Text,
+        sign_type -> Text,
+        openid -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        prepay_id -> Nullable<Text>,
+        prepay_created_at -> Nullable<Timestamp>,
+        transaction_id -> Nullable<Text>,
+        paid_fen -> Nullable<BigInt>,
+        paid_at -> Nullable<Timestamp>,
+        paid_after_close -> Integer,
+        refunded_fen -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        expires_at -> Timestamp,
+        closed_at -> Nullable<Timestamp>,
+        last_queried_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    order_events (id) {
+        id -> BigInt,
+        out_trade_no -> Text,
+        kind -> Text,
+        from_state -> Nullable<Text>,
+        to_state -> Nullable<Text>,
+        source -> Text,
+        detail -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notify_log (id) {
+        id -> BigInt,
+        kind -> Text,
+        received_at -> Timestamp,
+        remote_addr -> Nullable<Text>,
+        out_trade_no -> Nullable<Text>,
+        transaction_id -> Nullable<Text>,
+        verdict -> Text,
+        reason -> Text,
+        raw_body -> Text,
+        reply -> Text,
+    }
+}
+
+diesel::table! {
+    exceptions (id) {
+        id -> BigInt,
+        kind -> Text,
+        dedupe_key -> Text,
+        out_trade_no -> Nullable<Text>,
+        detail -> Text,
+        created_at -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+        resolved_by -> Nullable<Text>,
+        resolution_note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_states (nonce) {
+        nonce -> Text,
+        used_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(order_events -> orders (out_trade_no));
+diesel::allow_tables_to_appear_in_same_query!(orders, order_events, notify_log, exceptions, api_tokens, oauth_states);

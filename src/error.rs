@@ -1,0 +1,70 @@
+//! `AppError`: the one error type of the web and use-case layers, with its HTTP meaning.
+//!
+//! Policy: bad input is the client's to fix (4xx, with the field named and nothing changed);
+//! WeChat being unreachable or refusing is a 502 with a message a shopper can act on; anything
+//! else is ours (5xx), logged with detail and shown without it.
+
+use rocket::http::Status;
+use thiserror::Error;
+
+use crate::db::DbError;
+use crate::wxpay::WxError;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("WeChat Pay: {0}")]
+    Gateway(#[from] WxError),
+    #[error("WeChat sign-in: {0}")]
+    OAuth(#[from] crate::wxpay::oauth::OAuthError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> AppError {
+        AppError::Invalid { field: field.into(), message: message.into() }
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            AppError::NotFound(_) => Status::NotFound,
+            AppError::Invalid { .. } => Status::UnprocessableEntity,
+            AppError::Conflict(_) => Status::Conflict,
+            AppError::Forbidden(_) => Status::Forbidden,
+            AppError::Unauthorized => Status::Unauthorized,
+            AppError::Gateway(_) | AppError::OAuth(_) => Status::BadGateway,
+            AppError::Db(DbError::Unavailable(_)) => Status::ServiceUnavailable,
+            AppError::Db(_) | AppError::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    /// A message safe to show to the person who made the request.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Gateway(_) => "微信支付暂时无法完成请求，请稍后重试".into(),
+            AppError::OAuth(_) => "微信登录未完成，请重新打开支付链接".into(),
+            AppError::Db(_) | AppError::Internal(_) => "服务暂时不可用，请稍后重试".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs server-side failures with their detail.
+    pub fn log(&self) {
+        match self.status().code {
+            500.. => tracing::error!(error = %self, "request failed"),
+            _ => tracing::debug!(error = %self, "request refused"),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Handling WeChat's payment notify: verify, then hand to the group-commit writer, and answer
+//! with the exact XML WeChat expects only after the outcome is durably recorded.
+
+use super::Payments;
+use super::apply::PaymentFacts;
+use super::notify_writer::{Verdict, Work};
+use crate::db::notify_log::NewNotifyLog;
+use crate::domain::PaymentSource;
+use crate::wxpay::notify::{NotifyError, NotifyOutcome, fail_reply, parse_payment_notify};
+
+impl Payments {
+    /// Processes one delivery and returns the reply body. Never panics, whatever the body.
+    pub async fn handle_payment_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
+        let raw_body = String::from_utf8_lossy(body).into_owned();
+        let mut log = NewNotifyLog {
+            kind: "payment",
+            received_at: crate::db::now(),
+            remote_addr,
+            out_trade_no: None,
+            transaction_id: None,
+            verdict: "pending",
+            reason: String::new(),
+            raw_body,
+            reply: String::new(),
+        };
+        let work = match parse_payment_notify(body, &self.merchant) {
+            Ok(n) => {
+                log.out_trade_no = Some(n.out_trade_no.clone());
+                log.transaction_id = Some(n.transaction_id.clone()).filter(|t| !t.is_empty());
+                match n.outcome {
+                    NotifyOutcome::Paid => Work::ConfirmPayment {
+                        out_trade_no: n.out_trade_no,
+                        facts: PaymentFacts {
+                            transaction_id: n.transaction_id,
+                            total_fee: n.total_fee,
+                            paid_at: n.time_end.unwrap_or_else(chrono::Utc::now),
+                            source: PaymentSource::Notify,
+                        },
+                    },
+                    // WeChat reports a failed payment; the order stays payable. Recorded only.
+                    NotifyOutcome::Failed { err_code, description } => Work::LogOnly {
+                        verdict: "payment_failed",
+                        reason: format!("{err_code}: {description}"),
+                        reply: crate::wxpay::notify::SUCCESS_REPLY.to_owned(),
+                    },
+                }
+            }
+            Err(e) => {
+                // Unverified, but it lets staff find a refused delivery from the order it names.
+                if let Ok(fields) = crate::wxpay::xml::parse(body) {
+                    let safe = |k: &str| fields.get(k).filter(|v| v.len() <= 64).map(str::to_owned);
+                    log.out_trade_no = safe("out_trade_no");
+                    log.transaction_id = safe("transaction_id");
+                }
+                let (verdict, reply) = match &e {
+                    NotifyError::Xml(_) => ("bad_xml", fail_reply("XML格式错误")),
+                    NotifyError::Signature(_) => ("bad_signature", fail_reply("签名错误")),
+                    NotifyError::ForeignMerchant { .. } => ("foreign_merchant", fail_reply("商户号或appid不匹配")),
+                    NotifyError::ReturnFail(_) => ("return_fail", fail_reply("return_code不是SUCCESS")),
+                    NotifyError::MissingField(_) | NotifyError::BadField { .. } | NotifyError::Decrypt(_) => {
+                        ("bad_field", fail_reply("参数错误"))
+                    }
+                };
+                tracing::warn!(verdict, error = %e, "payment notify refused");
+                Work::LogOnly { verdict, reason: e.to_string(), reply }
+            }
+        };
+        match self.notify_writer.submit(log, work).await {
+            Ok(Verdict { verdict, reply, .. }) => {
+                tracing::info!(verdict, "payment notify handled");
+                reply
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "payment notify not recorded; asking WeChat to retry");
+                fail_reply("系统繁忙，请重试")
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Issuing the JSAPI parameters: one `unifiedorder` per order, its prepay reused while young,
+//! every re-issue byte-for-byte the same request (WeChat's reentry rule).
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use super::Payments;
+use super::apply::{Applied, apply_event};
+use crate::db::exceptions;
+use crate::db::orders::{self, Order, OrderChanges};
+use crate::domain::{Event, OrderState};
+use crate::error::AppError;
+use crate::wxpay::jsapi::JsapiParams;
+use crate::wxpay::unified_order::UnifiedOrder;
+use crate::wxpay::{ErrAction, ErrCode};
+
+/// A prepay lives 2 hours; stop reusing it a little before so the shopper never gets a dead one.
+const PREPAY_REUSE: Duration = Duration::minutes(110);
+/// WeChat wants `time_expire` at least a minute ahead.
+const MIN_TIME_LEFT: Duration = Duration::seconds(60);
+
+#[derive(Debug)]
+pub enum Prepay {
+    Params(JsapiParams),
+    /// The order is (now known to be) paid: show the paid page.
+    Paid(Order),
+    /// The order can no longer be paid.
+    Closed(Order),
+}
+
+impl Payments {
+    pub async fn jsapi_params(&self, out_trade_no: &str, openid: &str, client_ip: &str) -> Result<Prepay, AppError> {
+        let order = self.load(out_trade_no).await?;
+        match order.state {
+            OrderState::Paid => return Ok(Prepay::Paid(order)),
+            OrderState::Closed => return Ok(Prepay::Closed(order)),
+            _ => {}
+        }
+        if order.expires_at - Utc::now() < MIN_TIME_LEFT {
+            return Ok(Prepay::Closed(order));
+        }
+        if let Some(bound) = &order.openid
+            && bound != openid
+        {
+            return Err(AppError::Forbidden("此订单已由其他微信用户发起支付".into()));
+        }
+        if let (Some(prepay_id), Some(created)) = (&order.prepay_id, order.prepay_created_at)
+            && Utc::now() - created < PREPAY_REUSE
+        {
+            return Ok(Prepay::Params(JsapiParams::new(&self.merchant, prepay_id, Utc::now())));
+        }
+
+        let client_ip = order.client_ip.clone().unwrap_or_else(|| client_ip.to_owned());
+        let request = self.unified_order_request(&order, openid, &client_ip);
+        match self.gateway.unified_order(&request).await {
+            Ok(reply) => {
+                let no = order.out_trade_no.clone();
+                let extra = OrderChanges {
+                    openid: Some(openid.to_owned()),
+                    client_ip: Some(client_ip),
+                    prepay_id: Some(reply.prepay_id.clone()),
+                    prepay_created_at: Some(crate::db::now()),
+                    ..OrderChanges::default()
+                };
+                let detail = json!({ "prepay_id": reply.prepay_id });
+                let applied = self
+                    .db
+                    .write(move |c| apply_event(c, &no, &Event::PrepayIssued, None, extra, "checkout", detail))
+                    .await?;
+                match applied {
+                    Applied::Changed { .. } => {
+                        tracing::info!(out_trade_no, "prepay issued");
+                        Ok(Prepay::Params(JsapiParams::new(&self.merchant, &reply.prepay_id, Utc::now())))
+                    }
+                    // Paid or closed while we were asking WeChat.
+                    Applied::Refused { order, .. } | Applied::AlreadyDone { order } => Ok(settled(*order)),
+                    Applied::UnknownOrder | Applied::AmountMismatch { .. } => Err(AppError::NotFound("order")),
+                }
+            }
+            Err(e) => self.prepay_failed(order, e).await,
+        }
+    }
+
+    async fn prepay_failed(&self, order: Order, e: crate::wxpay::WxError) -> Result<Prepay, AppError> {
+        let no = order.out_trade_no.clone();
+        match e.err_code().map(|c| (c.action(), c)) {
+            Some((ErrAction::TreatAsPaid, _)) => {
+                // Never trust ORDERPAID alone: confirm with a signed orderquery.
+                let order = self.refresh_from_wechat(&no, true).await?;
+                Ok(settled(order))
+            }
+            Some((_, ErrCode::ORDERCLOSED)) => {
+                let applied = self
+                    .db
+                    .write(move |c| {
+                        apply_event(
+                            c,
+                            &no,
+                            &Event::Closed,
+                            None,
+                            OrderChanges::default(),
+                            "checkout",
+                            json!({"reason": "ORDERCLOSED"}),
+                        )
+                    })
+                    .await?;
+                match applied {
+                    Applied::Changed { order, .. }
+                    | Applied::AlreadyDone { order }
+                    | Applied::Refused { order, .. } => Ok(settled(*order)),
+                    _ => Err(AppError::NotFound("order")),
+                }
+            }
+            Some((ErrAction::NewOutTradeNo | ErrAction::FixRequest | ErrAction::FixConfiguration, code)) => {
+                let detail = json!({ "err_code": code.as_str(), "error": e.to_string() }).to_string();
+                let key = format!("prepay_refused:{no}:{}", code.as_str());
+                self.db
+                    .write(move |c| {
+                        exceptions::raise(
+                            c,
+                            &exceptions::NewException {
+                                kind: "prepay_refused",
+                                dedupe_key: key,
+                                out_trade_no: Some(no),
+                                detail,
+                                created_at: crate::db::now(),
+                            },
+                        )
+                    })
+                    .await?;
+                tracing::error!(out_trade_no = %order.out_trade_no, error = %e, "unifiedorder refused");
+                Err(AppError::Gateway(e))
+            }
+            _ => {
+                tracing::warn!(out_trade_no = %order.out_trade_no, error = %e, "unifiedorder failed");
+                Err(AppError::Gateway(e))
+            }
+        }
+    }
+
+    /// The unifiedorder request for an order: derived only from stored fields, so every
+    /// re-issue is identical.
+    fn unified_order_request(&self, order: &Order, openid: &str, client_ip: &str) -> UnifiedOrder {
+        let mut req = UnifiedOrder::jsapi(
+            order.description.clone(),
+            order.out_trade_no.clone(),
+            order.amount,
+            client_ip,
+            self.config.notify_url(),
+            openid,
+        );
+        req.attach = order.attach.clone();
+        req.device_info = Some("WEB".into());
+        req.time_start = Some(order.created_at);
+        req.time_expire = Some(order.expires_at);
+        req
+    }
+
+    pub async fn load(&self, out_trade_no: &str) -> Result<Order, AppError> {
+        let no = out_trade_no.to_owned();
+        self.db.read(move |c| orders::find(c, &no)).await?.ok_or(AppError::NotFound("order"))
+    }
+}
+
+fn settled(order: Order) -> Prepay {
+    match order.state {
+        OrderState::Paid => Prepay::Paid(order),
+        _ => Prepay::Closed(order),
+    }
+}

@@ -1,0 +1,18 @@
+//! `GET /healthz`: the process is up and the database answers.
+
+use diesel::RunQueryDsl;
+use rocket::serde::json::{Json, Value, json};
+use rocket::{State, get, routes};
+
+use crate::error::AppError;
+use crate::payments::Payments;
+
+pub fn routes() -> Vec<rocket::Route> {
+    routes![get_health]
+}
+
+#[get("/healthz")]
+async fn get_health(payments: &State<Payments>) -> Result<Json<Value>, AppError> {
+    payments.db.read(|c| diesel::sql_query("SELECT 1").execute(c).map_err(crate::db::DbError::from)).await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
