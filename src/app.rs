@@ -55,6 +55,12 @@ fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartErro
         tracing::info!(migrations = ?applied, "database migrated");
     }
     bootstrap_api_token(&db, &config)?;
+    crate::staff::accounts::bootstrap_first_admin(
+        &db,
+        config.admin_username.as_deref(),
+        config.admin_password.as_ref().map(|p| p.expose()),
+    )
+    .map_err(|e| StartError::Other(format!("first admin account: {e}")))?;
 
     let merchant = Merchant {
         appid: config.wechat.appid.clone(),

@@ -72,6 +72,8 @@ pub struct RawSettings {
     pub max_order_fen: i64,
     pub default_expires_in_seconds: i64,
     pub db_pool_size: u32,
+    pub admin_username: Option<String>,
+    pub admin_password: Option<Secret>,
 }
 
 impl Default for RawSettings {
@@ -97,6 +99,8 @@ impl Default for RawSettings {
             max_order_fen: 10_000_000,
             default_expires_in_seconds: 2 * 3600,
             db_pool_size: 16,
+            admin_username: None,
+            admin_password: None,
         }
     }
 }
@@ -123,10 +127,12 @@ pub const ENV_KEYS: &[&str] = &[
     "MAX_ORDER_FEN",
     "DEFAULT_EXPIRES_IN_SECONDS",
     "DB_POOL_SIZE",
+    "ADMIN_USERNAME",
+    "ADMIN_PASSWORD",
 ];
 
 /// Secrets that may instead be read from a file named by `<NAME>_FILE`.
-const FILE_SECRETS: &[&str] = &["WECHAT_APP_SECRET", "WECHAT_API_KEY", "API_TOKEN", "DATABASE_URL"];
+const FILE_SECRETS: &[&str] = &["WECHAT_APP_SECRET", "WECHAT_API_KEY", "API_TOKEN", "DATABASE_URL", "ADMIN_PASSWORD"];
 
 /// The merchant credentials in force, real or the simulator's.
 #[derive(Debug, Clone)]
@@ -159,6 +165,9 @@ pub struct AppConfig {
     pub max_order: Fen,
     pub default_expires_in: Duration,
     pub db_pool_size: u32,
+    /// The first admin account, created at first start when there are no accounts.
+    pub admin_username: Option<String>,
+    pub admin_password: Option<Secret>,
 }
 
 impl AppConfig {
@@ -297,6 +306,8 @@ impl AppConfig {
             max_order: Fen::new(raw.max_order_fen),
             default_expires_in: Duration::from_secs(raw.default_expires_in_seconds as u64),
             db_pool_size: raw.db_pool_size.clamp(2, 256),
+            admin_username: raw.admin_username,
+            admin_password: raw.admin_password,
         })
     }
 

@@ -9,5 +9,6 @@ pub mod domain;
 pub mod error;
 pub mod payments;
 pub mod simulator;
+pub mod staff;
 pub mod web;
 pub mod wxpay;

@@ -20,6 +20,14 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Create an admin account (the password is read from standard input, or generated).
+    CreateAdmin {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Run the WeChat Pay simulator on its own (API paths at the root).
     Simulator(Box<SimulatorArgs>),
 }
@@ -35,6 +43,7 @@ async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate(),
+        Command::CreateAdmin { username, password_stdin } => create_admin(&username, password_stdin),
         Command::Simulator(args) => simulator::run_standalone(*args).await.map_err(|e| e.to_string()),
     };
     match result {
@@ -60,6 +69,33 @@ fn migrate() -> Result<(), String> {
         for name in applied {
             println!("applied {name}");
         }
+    }
+    Ok(())
+}
+
+fn create_admin(username: &str, password_stdin: bool) -> Result<(), String> {
+    let config = AppConfig::load(&rocket::Config::figment()).map_err(|e| e.to_string())?;
+    let database = db::Db::connect(&config.database_url, 2).map_err(|e| e.to_string())?;
+    db::migrate::run_pending(&config.database_url).map_err(|e| e.to_string())?;
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+    } else {
+        (wechat_checkout::wxpay::nonce::random_alphanumeric(16), true)
+    };
+    wechat_checkout::staff::accounts::create_blocking(
+        &database,
+        username,
+        &password,
+        wechat_checkout::staff::Role::Admin,
+        generated,
+    )
+    .map_err(|e| e.public_message())?;
+    if generated {
+        println!("admin {username} created; one-time password (change it at first sign-in): {password}");
+    } else {
+        println!("admin {username} created");
     }
     Ok(())
 }

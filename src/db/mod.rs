@@ -2,13 +2,18 @@
 //! the two ways handlers reach it (`read`, and `write` in a transaction) without ever holding a
 //! connection across an `.await`. All SQL lives under this module.
 
+pub mod audit;
 pub mod events;
 pub mod exceptions;
+pub mod figures;
 pub mod migrate;
 pub mod notify_log;
 pub mod oauth_states;
+pub mod order_list;
 pub mod orders;
+pub mod refunds;
 pub mod schema;
+pub mod staff;
 pub mod tokens;
 
 use std::path::Path;

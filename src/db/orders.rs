@@ -33,6 +33,7 @@ struct OrderRow {
     expires_at: NaiveDateTime,
     closed_at: Option<NaiveDateTime>,
     last_queried_at: Option<NaiveDateTime>,
+    refund_reserved_fen: i64,
 }
 
 /// An order as the rest of the program sees it.
@@ -62,6 +63,8 @@ pub struct Order {
     pub expires_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
     pub last_queried_at: Option<DateTime<Utc>>,
+    /// Refunds requested and not failed or closed; never more than `paid`.
+    pub refund_reserved: Fen,
 }
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
@@ -99,6 +102,7 @@ impl TryFrom<OrderRow> for Order {
             expires_at: utc(r.expires_at),
             closed_at: r.closed_at.map(utc),
             last_queried_at: r.last_queried_at.map(utc),
+            refund_reserved: Fen::new(r.refund_reserved_fen),
         })
     }
 }

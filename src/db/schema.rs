@@ -23,6 +23,7 @@ diesel::table! {
         expires_at -> Timestamp,
         closed_at -> Nullable<Timestamp>,
         last_queried_at -> Nullable<Timestamp>,
+        refund_reserved_fen -> BigInt,
     }
 }
 
@@ -85,5 +86,73 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    staff_users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        session_version -> BigInt,
+        must_change_password -> Integer,
+        disabled -> Integer,
+        failed_logins -> Integer,
+        locked_until -> Nullable<Timestamp>,
+        last_login_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    login_attempts (id) {
+        id -> BigInt,
+        username -> Text,
+        ip -> Text,
+        succeeded -> Integer,
+        attempted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        out_trade_no -> Nullable<Text>,
+        target -> Nullable<Text>,
+        detail -> Text,
+        remote_addr -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refunds (out_refund_no) {
+        out_refund_no -> Text,
+        out_trade_no -> Text,
+        amount_fen -> BigInt,
+        reason -> Text,
+        state -> Text,
+        refund_id -> Nullable<Text>,
+        requested_by -> Text,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        succeeded_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(order_events -> orders (out_trade_no));
-diesel::allow_tables_to_appear_in_same_query!(orders, order_events, notify_log, exceptions, api_tokens, oauth_states);
+diesel::joinable!(refunds -> orders (out_trade_no));
+diesel::allow_tables_to_appear_in_same_query!(
+    orders,
+    order_events,
+    notify_log,
+    exceptions,
+    api_tokens,
+    oauth_states,
+    staff_users,
+    login_attempts,
+    audit_log,
+    refunds
+);

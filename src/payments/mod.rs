@@ -2,11 +2,14 @@
 //! Handlers call these; these call `db/` for storage and `wxpay/` for WeChat.
 
 pub mod apply;
+pub mod close;
 pub mod create;
 pub mod notify;
 pub mod notify_writer;
 pub mod prepay;
 pub mod query;
+pub mod refund;
+pub mod refund_notify;
 
 use std::sync::Arc;
 

@@ -10,6 +10,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const FILES: &[(&str, &str, &str)] = &[
     ("js/pay.js", "text/javascript; charset=utf-8", include_str!("../../static/js/pay.js")),
     ("css/app.css", "text/css; charset=utf-8", include_str!("../../static/css/app.css")),
+    ("css/admin.css", "text/css; charset=utf-8", include_str!("../../static/css/admin.css")),
+    // Pico CSS 2.1.1 (MIT, see static/vendor/pico-LICENSE.md), vendored: no build step, no CDN.
+    ("vendor/pico.min.css", "text/css; charset=utf-8", include_str!("../../static/vendor/pico.min.css")),
 ];
 
 pub fn routes() -> Vec<rocket::Route> {

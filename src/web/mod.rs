@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, security headers, static assets, error pages. Handlers are thin:
 //! parse, call `payments/`, render.
 
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod checkout;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod notify;
 pub mod oauth_state;
 pub mod page;
+pub mod refund_notify;
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
@@ -21,11 +23,14 @@ pub fn mount(rocket: Rocket<Build>, simulator: bool) -> Rocket<Build> {
     let rocket = rocket
         .mount("/", health::routes())
         .mount("/", notify::routes())
+        .mount("/", refund_notify::routes())
         .mount("/", checkout::routes())
         .mount("/", assets::routes())
         .mount("/api/v1", api::routes())
+        .mount("/", admin::routes())
         .register("/", catchers![not_found, unprocessable, too_large, internal])
         .register("/api", api::catchers())
+        .register("/admin", admin::catchers())
         .attach(SecurityHeaders)
         .attach(RequestLog);
     if simulator { rocket.mount("/", demo::routes()) } else { rocket }
@@ -63,22 +68,22 @@ impl Fairing for SecurityHeaders {
 
 #[catch(404)]
 fn not_found() -> page::ErrorPage {
-    page::ErrorPage::new("页面不存在", "链接可能有误，或订单已不存在。")
+    page::ErrorPage::new(rocket::http::Status::NotFound, "页面不存在", "链接可能有误，或订单已不存在。")
 }
 
 #[catch(422)]
 fn unprocessable() -> page::ErrorPage {
-    page::ErrorPage::new("请求无效", "请求的内容无法处理。")
+    page::ErrorPage::new(rocket::http::Status::UnprocessableEntity, "请求无效", "请求的内容无法处理。")
 }
 
 #[catch(413)]
 fn too_large() -> page::ErrorPage {
-    page::ErrorPage::new("请求过大", "请求的内容超过了允许的大小。")
+    page::ErrorPage::new(rocket::http::Status::PayloadTooLarge, "请求过大", "请求的内容超过了允许的大小。")
 }
 
 #[catch(500)]
 fn internal() -> page::ErrorPage {
-    page::ErrorPage::new("服务暂时不可用", "请稍后重试。")
+    page::ErrorPage::new(rocket::http::Status::InternalServerError, "服务暂时不可用", "请稍后重试。")
 }
 
 /// One log line per request: method, path (never the query, which may hold an OAuth code),

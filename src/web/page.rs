@@ -41,8 +41,8 @@ pub struct ErrorPage {
 }
 
 impl ErrorPage {
-    pub fn new(title: &str, message: &str) -> ErrorPage {
-        ErrorPage { status: Status::Ok, page: ErrorTemplate { title: title.into(), message: message.into() } }
+    pub fn new(status: Status, title: &str, message: &str) -> ErrorPage {
+        ErrorPage { status, page: ErrorTemplate { title: title.into(), message: message.into() } }
     }
 }
 

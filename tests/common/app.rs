@@ -7,6 +7,8 @@ use rocket::figment::Figment;
 use wechat_checkout::app;
 
 pub const API_TOKEN: &str = "test-token-0123456789abcdefghij";
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-123";
 
 /// Which database a test runs on.
 #[derive(Clone, Debug)]
@@ -71,6 +73,8 @@ pub fn test_figment(port: u16, db_url: &str) -> Figment {
         .merge(("public_base_url", format!("http://127.0.0.1:{port}")))
         .merge(("api_token", API_TOKEN))
         .merge(("simulator", "on"))
+        .merge(("admin_username", ADMIN_USER))
+        .merge(("admin_password", ADMIN_PASSWORD))
 }
 
 pub fn free_port() -> u16 {

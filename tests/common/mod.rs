@@ -107,4 +107,5 @@ async fn read_request_body(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
         }
     }
 }
+pub mod admin;
 pub mod app;

@@ -1,0 +1,247 @@
+//! Staff accounts: look-ups, creation, password and role changes, lockout bookkeeping, and the
+//! log of sign-in attempts used to rate-limit by IP.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::{login_attempts, staff_users};
+use super::{AnyConnection, DbError, DbResult};
+
+/// What a staff member may do. Each role includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Role {
+    /// Reads everything except users, tokens and the audit log.
+    Viewer,
+    /// Also re-queries, closes orders, re-processes notifies, resolves exceptions.
+    Operator,
+    /// Also refunds, manages users and API tokens, reads the audit log.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Viewer => "只读",
+            Role::Operator => "操作员",
+            Role::Admin => "管理员",
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = staff_users)]
+struct StaffRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    role: String,
+    session_version: i64,
+    must_change_password: i32,
+    disabled: i32,
+    failed_logins: i32,
+    locked_until: Option<NaiveDateTime>,
+    last_login_at: Option<NaiveDateTime>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaffUser {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub session_version: i64,
+    pub must_change_password: bool,
+    pub disabled: bool,
+    pub failed_logins: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StaffUser {
+    pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+}
+
+impl TryFrom<StaffRow> for StaffUser {
+    type Error = DbError;
+
+    fn try_from(r: StaffRow) -> DbResult<StaffUser> {
+        let role = Role::parse(&r.role)
+            .ok_or_else(|| DbError::Corrupt(format!("user {} has role {:?}", r.username, r.role)))?;
+        Ok(StaffUser {
+            id: r.id,
+            username: r.username,
+            password_hash: r.password_hash,
+            role,
+            session_version: r.session_version,
+            must_change_password: r.must_change_password != 0,
+            disabled: r.disabled != 0,
+            failed_logins: r.failed_logins,
+            locked_until: r.locked_until.map(|t| t.and_utc()),
+            last_login_at: r.last_login_at.map(|t| t.and_utc()),
+            created_at: r.created_at.and_utc(),
+            updated_at: r.updated_at.and_utc(),
+        })
+    }
+}
+
+fn load(rows: Vec<StaffRow>) -> DbResult<Vec<StaffUser>> {
+    rows.into_iter().map(StaffUser::try_from).collect()
+}
+
+pub fn find_by_username(conn: &mut AnyConnection, username: &str) -> DbResult<Option<StaffUser>> {
+    staff_users::table
+        .filter(staff_users::username.eq(username))
+        .select(StaffRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(StaffUser::try_from)
+        .transpose()
+}
+
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<StaffUser>> {
+    staff_users::table
+        .filter(staff_users::id.eq(id))
+        .select(StaffRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(StaffUser::try_from)
+        .transpose()
+}
+
+pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<StaffUser>> {
+    load(staff_users::table.order(staff_users::username.asc()).select(StaffRow::as_select()).load(conn)?)
+}
+
+pub fn count(conn: &mut AnyConnection) -> DbResult<i64> {
+    Ok(staff_users::table.count().get_result(conn)?)
+}
+
+/// Creates a user. A taken username is a unique violation.
+pub fn insert(
+    conn: &mut AnyConnection,
+    username: &str,
+    password_hash: &str,
+    role: Role,
+    must_change_password: bool,
+) -> DbResult<()> {
+    let now = super::now();
+    diesel::insert_into(staff_users::table)
+        .values((
+            staff_users::username.eq(username),
+            staff_users::password_hash.eq(password_hash),
+            staff_users::role.eq(role.as_str()),
+            staff_users::session_version.eq(1i64),
+            staff_users::must_change_password.eq(i32::from(must_change_password)),
+            staff_users::disabled.eq(0),
+            staff_users::failed_logins.eq(0),
+            staff_users::created_at.eq(now),
+            staff_users::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Sets a new password and ends every session of the user.
+pub fn set_password(conn: &mut AnyConnection, id: i64, password_hash: &str, must_change: bool) -> DbResult<()> {
+    diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
+        .set((
+            staff_users::password_hash.eq(password_hash),
+            staff_users::must_change_password.eq(i32::from(must_change)),
+            staff_users::session_version.eq(staff_users::session_version + 1),
+            staff_users::updated_at.eq(super::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Changes role and enabled state; either change ends the user's sessions.
+pub fn set_role_and_disabled(conn: &mut AnyConnection, id: i64, role: Role, disabled: bool) -> DbResult<()> {
+    diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
+        .set((
+            staff_users::role.eq(role.as_str()),
+            staff_users::disabled.eq(i32::from(disabled)),
+            staff_users::session_version.eq(staff_users::session_version + 1),
+            staff_users::updated_at.eq(super::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records a failed password for an account; locks it once `max_failures` is reached.
+pub fn record_failure(conn: &mut AnyConnection, id: i64, max_failures: i32, lock_until: NaiveDateTime) -> DbResult<()> {
+    diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
+        .set(staff_users::failed_logins.eq(staff_users::failed_logins + 1))
+        .execute(conn)?;
+    diesel::update(
+        staff_users::table.filter(staff_users::id.eq(id)).filter(staff_users::failed_logins.ge(max_failures)),
+    )
+    .set((staff_users::locked_until.eq(Some(lock_until)), staff_users::failed_logins.eq(0)))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn record_success(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
+    diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
+        .set((
+            staff_users::failed_logins.eq(0),
+            staff_users::locked_until.eq(None::<NaiveDateTime>),
+            staff_users::last_login_at.eq(Some(super::now())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Lifts a lockout (an admin action).
+pub fn unlock(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
+    diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
+        .set((staff_users::failed_logins.eq(0), staff_users::locked_until.eq(None::<NaiveDateTime>)))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn record_attempt(conn: &mut AnyConnection, username: &str, ip: &str, succeeded: bool) -> DbResult<()> {
+    diesel::insert_into(login_attempts::table)
+        .values((
+            login_attempts::username.eq(username),
+            login_attempts::ip.eq(ip),
+            login_attempts::succeeded.eq(i32::from(succeeded)),
+            login_attempts::attempted_at.eq(super::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Failed sign-ins from this IP since `since`.
+pub fn failures_from_ip(conn: &mut AnyConnection, ip: &str, since: NaiveDateTime) -> DbResult<i64> {
+    Ok(login_attempts::table
+        .filter(login_attempts::ip.eq(ip))
+        .filter(login_attempts::attempted_at.ge(since))
+        .filter(login_attempts::succeeded.eq(0))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Old attempts only matter for rate limits measured in minutes.
+pub fn purge_attempts_before(conn: &mut AnyConnection, cutoff: NaiveDateTime) -> DbResult<usize> {
+    Ok(diesel::delete(login_attempts::table.filter(login_attempts::attempted_at.lt(cutoff))).execute(conn)?)
+}

@@ -1,0 +1,63 @@
+//! Creating staff accounts, including the first admin at first start.
+
+use crate::db::{Db, DbError, staff};
+use crate::error::AppError;
+use crate::wxpay::nonce::random_alphanumeric;
+
+use super::{Role, password};
+
+/// Usernames: 3–32 of letters, digits, `.`, `_`, `-`.
+pub fn check_username(username: &str) -> Result<(), AppError> {
+    let ok = (3..=32).contains(&username.len())
+        && username.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok { Ok(()) } else { Err(AppError::invalid("username", "用户名为 3–32 个字母、数字或 . _ -")) }
+}
+
+/// Creates an account; a taken username is a conflict.
+pub fn create_blocking(
+    db: &Db,
+    username: &str,
+    password_text: &str,
+    role: Role,
+    must_change: bool,
+) -> Result<(), AppError> {
+    check_username(username)?;
+    if !must_change {
+        password::check_policy(password_text, username)?;
+    }
+    let hash = password::hash(password_text)?;
+    let result = db.write_blocking(|c| staff::insert(c, username, &hash, role, must_change));
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_unique_violation() => Err(AppError::Conflict(format!("用户名 {username} 已存在"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// At first start with no accounts: `ADMIN_USERNAME`/`ADMIN_PASSWORD` make the first admin;
+/// otherwise an `admin` account with a one-time password, printed once, that must be changed at
+/// first sign-in.
+pub fn bootstrap_first_admin(db: &Db, username: Option<&str>, password_text: Option<&str>) -> Result<(), AppError> {
+    let existing = db.write_blocking(|c| -> Result<i64, DbError> { staff::count(c) })?;
+    if existing > 0 {
+        return Ok(());
+    }
+    match (username, password_text) {
+        (Some(u), Some(p)) => {
+            create_blocking(db, u, p, Role::Admin, false)?;
+            tracing::info!(username = u, "first admin account created from ADMIN_USERNAME");
+        }
+        _ => {
+            let user = username.unwrap_or("admin");
+            let one_time = random_alphanumeric(16);
+            create_blocking(db, user, &one_time, Role::Admin, true)?;
+            eprintln!(
+                "\n================================================================\n\
+                 Admin console: /admin   user: {user}\n\
+                 One-time password (shown only once, change it at first sign-in):\n\n    {one_time}\n\
+                 ================================================================\n"
+            );
+        }
+    }
+    Ok(())
+}

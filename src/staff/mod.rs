@@ -1,0 +1,8 @@
+//! Staff accounts as use cases: password hashing, signing in with rate limits and lockout,
+//! creating accounts (the first admin included).
+
+pub mod accounts;
+pub mod login;
+pub mod password;
+
+pub use crate::db::staff::{Role, StaffUser};

@@ -1,0 +1,212 @@
+//! Signing in and out, and changing one's own password.
+
+use askama::Template;
+use rocket::form::{Form, FromForm};
+use rocket::http::{CookieJar, Status};
+use rocket::request::FlashMessage;
+use rocket::response::content::RawHtml;
+use rocket::response::{Flash, Redirect};
+use rocket::{Either, State, get, post, routes};
+
+use super::layout::Chrome;
+use super::session::{self, AdminForm, CsrfField, Staff};
+use crate::db::{DbError, audit, staff as staff_db};
+use crate::error::AppError;
+use crate::payments::Payments;
+use crate::staff::login::{LoginOutcome, sign_in};
+use crate::staff::password;
+use crate::web::assets::VERSION;
+use crate::web::client::{ClientIp, SameOrigin};
+use crate::web::csrf;
+use crate::web::page::render;
+
+pub fn routes() -> Vec<rocket::Route> {
+    routes![get_login, post_login, post_logout, get_password, post_password]
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage {
+    csrf: String,
+    next: String,
+    error: Option<String>,
+    version: &'static str,
+}
+
+/// Only local admin paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/admin") && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/admin".to_owned(),
+    }
+}
+
+#[get("/admin/login?<next>")]
+fn get_login(next: Option<&str>, cookies: &CookieJar<'_>) -> Result<RawHtml<String>, AppError> {
+    render(&LoginPage { csrf: csrf::token(cookies), next: safe_next(next), error: None, version: VERSION })
+}
+
+#[derive(FromForm)]
+struct LoginForm<'r> {
+    username: &'r str,
+    password: &'r str,
+    csrf: &'r str,
+    next: Option<&'r str>,
+}
+
+#[post("/admin/login", data = "<form>")]
+async fn post_login(
+    form: Form<LoginForm<'_>>,
+    _same_origin: SameOrigin,
+    cookies: &CookieJar<'_>,
+    ip: ClientIp,
+    payments: &State<Payments>,
+) -> Result<Either<Redirect, (Status, RawHtml<String>)>, AppError> {
+    let next = safe_next(form.next);
+    let page = |status: Status, error: &str| -> Result<_, AppError> {
+        let html = render(&LoginPage {
+            csrf: csrf::token(cookies),
+            next: next.clone(),
+            error: Some(error.into()),
+            version: VERSION,
+        })?;
+        Ok(Either::Right((status, html)))
+    };
+    if !csrf::verify(cookies, form.csrf) {
+        return page(Status::Forbidden, "页面已过期，请重新登录");
+    }
+    match sign_in(&payments.db, form.username.trim(), form.password, &ip.0.to_string()).await? {
+        LoginOutcome::Success(user) => {
+            session::start(cookies, &user, payments.config.public_base_url.starts_with("https://"));
+            let target = if user.must_change_password { "/admin/account/password".to_owned() } else { next.clone() };
+            Ok(Either::Left(Redirect::to(target)))
+        }
+        LoginOutcome::Refused => page(Status::Unauthorized, "用户名或密码错误"),
+        LoginOutcome::Locked => {
+            page(Status::Forbidden, "该账户因多次密码错误已被锁定，请 15 分钟后再试或联系管理员解锁")
+        }
+        LoginOutcome::RateLimited => page(Status::TooManyRequests, "尝试次数过多，请稍后再试"),
+    }
+}
+
+#[derive(FromForm)]
+pub struct CsrfOnly {
+    // A missing token is an empty one, refused by the CSRF check (403) rather than a form error.
+    #[field(default = String::new())]
+    pub csrf: String,
+}
+
+impl CsrfField for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/admin/logout", data = "<_form>")]
+async fn post_logout(
+    staff: Staff,
+    _form: AdminForm<CsrfOnly>,
+    cookies: &CookieJar<'_>,
+    payments: &State<Payments>,
+) -> Result<Redirect, AppError> {
+    session::end(cookies);
+    record(payments, &staff, "logout", None).await?;
+    Ok(Redirect::to("/admin/login"))
+}
+
+#[derive(Template)]
+#[template(path = "admin/password.html")]
+struct PasswordPage {
+    chrome: Chrome,
+    error: Option<String>,
+    forced: bool,
+}
+
+#[get("/admin/account/password")]
+async fn get_password(
+    staff: Staff,
+    flash: Option<FlashMessage<'_>>,
+    payments: &State<Payments>,
+) -> Result<RawHtml<String>, AppError> {
+    let forced = must_change(payments, staff.id).await?;
+    render(&PasswordPage { chrome: Chrome::new(&staff, "", flash), error: None, forced })
+}
+
+async fn must_change(payments: &Payments, id: i64) -> Result<bool, AppError> {
+    Ok(payments.db.read(move |c| staff_db::find(c, id)).await?.is_some_and(|u| u.must_change_password))
+}
+
+#[derive(FromForm)]
+struct PasswordForm {
+    #[field(default = String::new())]
+    csrf: String,
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+impl CsrfField for PasswordForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+#[post("/admin/account/password", data = "<form>")]
+async fn post_password(
+    staff: Staff,
+    form: AdminForm<PasswordForm>,
+    cookies: &CookieJar<'_>,
+    payments: &State<Payments>,
+) -> Result<Either<Flash<Redirect>, (Status, RawHtml<String>)>, AppError> {
+    let form = form.0;
+    let forced = must_change(payments, staff.id).await?;
+    let refuse = |message: String| -> Result<_, AppError> {
+        let html = render(&PasswordPage { chrome: Chrome::new(&staff, "", None), error: Some(message), forced })?;
+        Ok(Either::Right((Status::UnprocessableEntity, html)))
+    };
+    let id = staff.id;
+    let user = payments.db.read(move |c| staff_db::find(c, id)).await?.ok_or(AppError::Unauthorized)?;
+    let (current, stored) = (form.current.clone(), user.password_hash.clone());
+    if !crate::db::run_blocking(move || password::verify(&current, &stored)).await {
+        return refuse("当前密码不正确".into());
+    }
+    if form.new != form.confirm {
+        return refuse("两次输入的新密码不一致".into());
+    }
+    if form.new == form.current {
+        return refuse("新密码不能与当前密码相同".into());
+    }
+    if let Err(e) = password::check_policy(&form.new, &staff.username) {
+        return refuse(e.public_message());
+    }
+    let new = form.new.clone();
+    let hash = crate::db::run_blocking(move || password::hash(&new)).await?;
+    let actor = staff.clone();
+    let user = payments
+        .db
+        .write(move |c| -> Result<_, DbError> {
+            staff_db::set_password(c, id, &hash, false)?;
+            audit::record(c, &actor.audit("password_changed", None, Some(&actor.username), serde_json::json!({})))?;
+            staff_db::find(c, id)
+        })
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    // The version bump ended every session, this one included; start a fresh one.
+    session::start(cookies, &user, payments.config.public_base_url.starts_with("https://"));
+    Ok(Either::Left(Flash::success(Redirect::to("/admin"), "密码已修改")))
+}
+
+/// Audits a staff action that touches no order, in a transaction of its own.
+pub async fn record(
+    payments: &Payments,
+    staff: &Staff,
+    action: &'static str,
+    target: Option<String>,
+) -> Result<(), AppError> {
+    let staff = staff.clone();
+    payments
+        .db
+        .write(move |c| audit::record(c, &staff.audit(action, None, target.as_deref(), serde_json::json!({}))))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Placeholder until written: POST /wechat/refund-notify.
+
+pub fn routes() -> Vec<rocket::Route> {
+    Vec::new()
+}
