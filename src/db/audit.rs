@@ -54,3 +54,35 @@ pub fn page(conn: &mut AnyConnection, before_id: Option<i64>, limit: i64) -> DbR
     }
     Ok(q.load(conn)?)
 }
+
+/// What the audit page filters on; each is an exact match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub out_trade_no: Option<String>,
+}
+
+/// Newest first, at most `limit` filtered rows older than `before_id` (keyset paging by id, so a
+/// deep page costs what the first one does).
+pub fn search(
+    conn: &mut AnyConnection,
+    filter: &AuditFilter,
+    before_id: Option<i64>,
+    limit: i64,
+) -> DbResult<Vec<AuditRow>> {
+    let mut q = audit_log::table.order(audit_log::id.desc()).limit(limit).select(AuditRow::as_select()).into_boxed();
+    if let Some(id) = before_id {
+        q = q.filter(audit_log::id.lt(id));
+    }
+    if let Some(actor) = &filter.actor {
+        q = q.filter(audit_log::actor.eq(actor.clone()));
+    }
+    if let Some(action) = &filter.action {
+        q = q.filter(audit_log::action.eq(action.clone()));
+    }
+    if let Some(no) = &filter.out_trade_no {
+        q = q.filter(audit_log::out_trade_no.eq(no.clone()));
+    }
+    Ok(q.load(conn)?)
+}

@@ -50,3 +50,14 @@ pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<E
         .select(EventRow::as_select())
         .load(conn)?)
 }
+
+/// The newest event of one kind for an order (e.g. the result of the last query).
+pub fn latest_of_kind(conn: &mut AnyConnection, out_trade_no: &str, kind: &str) -> DbResult<Option<EventRow>> {
+    Ok(order_events::table
+        .filter(order_events::out_trade_no.eq(out_trade_no))
+        .filter(order_events::kind.eq(kind))
+        .order(order_events::id.desc())
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?)
+}

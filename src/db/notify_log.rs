@@ -51,3 +51,35 @@ pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<N
 pub fn count(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(notify_log::table.count().get_result(conn)?)
 }
+
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<NotifyLogRow>> {
+    Ok(notify_log::table.filter(notify_log::id.eq(id)).select(NotifyLogRow::as_select()).first(conn).optional()?)
+}
+
+/// Newest first, `limit` deliveries older than `before_id` (keyset paging), optionally of one
+/// verdict and one kind.
+pub fn page(
+    conn: &mut AnyConnection,
+    verdict: Option<&str>,
+    kind: Option<&str>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> DbResult<Vec<NotifyLogRow>> {
+    let mut q =
+        notify_log::table.order(notify_log::id.desc()).limit(limit).select(NotifyLogRow::as_select()).into_boxed();
+    if let Some(v) = verdict {
+        q = q.filter(notify_log::verdict.eq(v.to_owned()));
+    }
+    if let Some(k) = kind {
+        q = q.filter(notify_log::kind.eq(k.to_owned()));
+    }
+    if let Some(id) = before_id {
+        q = q.filter(notify_log::id.lt(id));
+    }
+    Ok(q.load(conn)?)
+}
+
+/// Every verdict recorded so far, for the filter.
+pub fn verdicts(conn: &mut AnyConnection) -> DbResult<Vec<String>> {
+    Ok(notify_log::table.select(notify_log::verdict).distinct().order(notify_log::verdict.asc()).load(conn)?)
+}

@@ -198,3 +198,44 @@ pub fn claim_query_slot(
         .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Reserves `amount` of a paid order for a new refund, in the refund's own transaction. The one
+/// guarded UPDATE is the whole check: it succeeds only while the order is PAID and the reserved
+/// sum stays within what was paid, so concurrent refunds (on any number of instances) can never
+/// add up to more than the payment.
+pub fn reserve_refund(conn: &mut AnyConnection, out_trade_no: &str, amount: i64) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::state.eq(OrderState::Paid.as_str()))
+        .filter(orders::paid_fen.ge((orders::refund_reserved_fen + amount).nullable()))
+        .set((
+            orders::refund_reserved_fen.eq(orders::refund_reserved_fen + amount),
+            orders::updated_at.eq(super::now()),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Gives back the reservation of a refund that failed or was closed.
+pub fn release_refund(conn: &mut AnyConnection, out_trade_no: &str, amount: i64) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::refund_reserved_fen.ge(amount))
+        .set((
+            orders::refund_reserved_fen.eq(orders::refund_reserved_fen - amount),
+            orders::updated_at.eq(super::now()),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Counts a successful refund. Guarded by the reservation it was made under, so a refund can
+/// only be counted if it was reserved first (refunded ≤ reserved ≤ paid).
+pub fn add_refunded(conn: &mut AnyConnection, out_trade_no: &str, amount: i64) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::refund_reserved_fen.ge(orders::refunded_fen + amount))
+        .set((orders::refunded_fen.eq(orders::refunded_fen + amount), orders::updated_at.eq(super::now())))
+        .execute(conn)?;
+    Ok(n == 1)
+}

@@ -1,1 +1,222 @@
-//! Placeholder until written.
+//! The refunds table: one row per `out_refund_no`, created before WeChat is asked, and moved
+//! between states only by guarded UPDATEs (`… WHERE state IN (expected)`), so a notify, a query
+//! and a staff retry racing each other change a refund once.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+
+use super::schema::refunds;
+use super::{AnyConnection, DbError, DbResult};
+use crate::domain::Fen;
+
+/// Where a refund stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefundState {
+    /// Recorded and reserved; WeChat has not (yet) confirmed it accepted the request. Safe to send
+    /// again with the same `out_refund_no`.
+    Pending,
+    /// WeChat accepted it; the outcome comes from refundquery or the refund notify.
+    Processing,
+    /// The money went back to the shopper.
+    Success,
+    /// WeChat could not pay it out (e.g. a cancelled card): the money went back to the merchant
+    /// account and staff must settle it offline. The amount stays reserved.
+    Change,
+    /// WeChat closed the refund; nothing was paid and the reservation is released.
+    Closed,
+    /// Refused by WeChat (or reported FAIL); nothing was paid and the reservation is released.
+    Failed,
+}
+
+impl RefundState {
+    pub const ALL: [RefundState; 6] = [
+        RefundState::Pending,
+        RefundState::Processing,
+        RefundState::Success,
+        RefundState::Change,
+        RefundState::Closed,
+        RefundState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Pending => "PENDING",
+            RefundState::Processing => "PROCESSING",
+            RefundState::Success => "SUCCESS",
+            RefundState::Change => "CHANGE",
+            RefundState::Closed => "CLOSED",
+            RefundState::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RefundState> {
+        RefundState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the refund still holds part of the order's refundable amount.
+    pub fn holds_reservation(self) -> bool {
+        !matches!(self, RefundState::Closed | RefundState::Failed)
+    }
+}
+
+#[derive(Insertable, Debug)]
+#[diesel(table_name = refunds)]
+pub struct NewRefund {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub amount_fen: i64,
+    pub reason: String,
+    pub state: String,
+    pub requested_by: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = refunds)]
+struct RefundDbRow {
+    out_refund_no: String,
+    out_trade_no: String,
+    amount_fen: i64,
+    reason: String,
+    state: String,
+    refund_id: Option<String>,
+    requested_by: String,
+    last_error: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    succeeded_at: Option<NaiveDateTime>,
+}
+
+/// A refund as the rest of the program sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundRow {
+    pub out_refund_no: String,
+    pub out_trade_no: String,
+    pub amount: Fen,
+    pub reason: String,
+    pub state: RefundState,
+    pub refund_id: Option<String>,
+    pub requested_by: String,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub succeeded_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RefundDbRow> for RefundRow {
+    type Error = DbError;
+
+    fn try_from(r: RefundDbRow) -> DbResult<RefundRow> {
+        let state = RefundState::parse(&r.state)
+            .ok_or_else(|| DbError::Corrupt(format!("refund {} has unknown state {:?}", r.out_refund_no, r.state)))?;
+        Ok(RefundRow {
+            out_refund_no: r.out_refund_no,
+            out_trade_no: r.out_trade_no,
+            amount: Fen::new(r.amount_fen),
+            reason: r.reason,
+            state,
+            refund_id: r.refund_id,
+            requested_by: r.requested_by,
+            last_error: r.last_error,
+            created_at: r.created_at.and_utc(),
+            updated_at: r.updated_at.and_utc(),
+            succeeded_at: r.succeeded_at.map(|t| t.and_utc()),
+        })
+    }
+}
+
+/// Inserts a refund. An existing `out_refund_no` is a unique violation: the caller re-reads.
+pub fn insert(conn: &mut AnyConnection, refund: &NewRefund) -> DbResult<()> {
+    diesel::insert_into(refunds::table).values(refund).execute(conn)?;
+    Ok(())
+}
+
+pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<RefundRow>> {
+    refunds::table
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .select(RefundDbRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(RefundRow::try_from)
+        .transpose()
+}
+
+/// An order's refunds, oldest first.
+pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<RefundRow>> {
+    refunds::table
+        .filter(refunds::out_trade_no.eq(out_trade_no))
+        .order((refunds::created_at.asc(), refunds::out_refund_no.asc()))
+        .select(RefundDbRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(RefundRow::try_from)
+        .collect()
+}
+
+/// Refunds still waiting for an outcome (PENDING or PROCESSING), least recently touched first:
+/// what a re-query or the refund-sync job asks WeChat about.
+pub fn unsettled(conn: &mut AnyConnection, out_trade_no: Option<&str>, limit: i64) -> DbResult<Vec<RefundRow>> {
+    let states = [RefundState::Pending.as_str(), RefundState::Processing.as_str()];
+    let mut q = refunds::table
+        .filter(refunds::state.eq_any(states))
+        .order(refunds::updated_at.asc())
+        .limit(limit)
+        .select(RefundDbRow::as_select())
+        .into_boxed();
+    if let Some(no) = out_trade_no {
+        q = q.filter(refunds::out_trade_no.eq(no.to_owned()));
+    }
+    q.load(conn)?.into_iter().map(RefundRow::try_from).collect()
+}
+
+/// Columns a guarded refund update may set besides `state`; `None` leaves a column as it is.
+#[derive(AsChangeset, Default, Debug)]
+#[diesel(table_name = refunds)]
+pub struct RefundChanges {
+    pub refund_id: Option<String>,
+    /// `Some(None)` clears the error.
+    pub last_error: Option<Option<String>>,
+    pub succeeded_at: Option<NaiveDateTime>,
+}
+
+/// The compare-and-set every refund state change goes through: moves the refund to `to` only
+/// while it is in one of `from`. `true` means this call made the change.
+pub fn update_if_state(
+    conn: &mut AnyConnection,
+    out_refund_no: &str,
+    from: &[RefundState],
+    to: RefundState,
+    changes: &RefundChanges,
+) -> DbResult<bool> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let n = diesel::update(refunds::table)
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .filter(refunds::state.eq_any(from))
+        .set((refunds::state.eq(to.as_str()), refunds::updated_at.eq(super::now()), changes))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Records why the last attempt to send a PENDING refund failed (it stays PENDING, retryable).
+pub fn note_error_if_pending(conn: &mut AnyConnection, out_refund_no: &str, error: &str) -> DbResult<bool> {
+    let n = diesel::update(refunds::table)
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .filter(refunds::state.eq(RefundState::Pending.as_str()))
+        .set((refunds::last_error.eq(Some(error)), refunds::updated_at.eq(super::now())))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Claims the right to (re-)send a PENDING refund: only one caller wins, and only when the last
+/// attempt failed or has been silent since `stale_before` (its process presumably died). The
+/// claim clears the error and touches `updated_at`, which marks the refund as in flight again.
+pub fn claim_send(conn: &mut AnyConnection, out_refund_no: &str, stale_before: NaiveDateTime) -> DbResult<bool> {
+    let n = diesel::update(refunds::table)
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .filter(refunds::state.eq(RefundState::Pending.as_str()))
+        .filter(refunds::last_error.is_not_null().or(refunds::updated_at.lt(stale_before)))
+        .set((refunds::last_error.eq(None::<String>), refunds::updated_at.eq(super::now())))
+        .execute(conn)?;
+    Ok(n == 1)
+}

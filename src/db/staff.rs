@@ -245,3 +245,27 @@ pub fn failures_from_ip(conn: &mut AnyConnection, ip: &str, since: NaiveDateTime
 pub fn purge_attempts_before(conn: &mut AnyConnection, cutoff: NaiveDateTime) -> DbResult<usize> {
     Ok(diesel::delete(login_attempts::table.filter(login_attempts::attempted_at.lt(cutoff))).execute(conn)?)
 }
+
+/// Admins that are not disabled, other than `except`: who would be left to administer the console.
+pub fn count_active_admins_except(conn: &mut AnyConnection, except: i64) -> DbResult<i64> {
+    Ok(staff_users::table
+        .filter(staff_users::role.eq(Role::Admin.as_str()))
+        .filter(staff_users::disabled.eq(0))
+        .filter(staff_users::id.ne(except))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Locks the admin rows until the transaction ends, so two concurrent demotions or disables cannot
+/// each see the other admin still active and leave none. On SQLite the write transaction
+/// (`BEGIN IMMEDIATE`) already serializes writers; PostgreSQL needs the row locks.
+pub fn lock_admins(conn: &mut AnyConnection) -> DbResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        staff_users::table
+            .filter(staff_users::role.eq(Role::Admin.as_str()))
+            .select(staff_users::id)
+            .for_update()
+            .load::<i64>(pg)?;
+    }
+    Ok(())
+}

@@ -33,3 +33,40 @@ pub fn is_active(conn: &mut AnyConnection, token_hash: &str) -> DbResult<bool> {
         .get_result(conn)?;
     Ok(n > 0)
 }
+
+/// A token as the console shows it: never its hash.
+#[derive(Queryable, Selectable, Clone, Debug, PartialEq, Eq)]
+#[diesel(table_name = api_tokens)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+/// Every token, newest first (a merchant has a handful, so no paging).
+pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<TokenRow>> {
+    Ok(api_tokens::table.order(api_tokens::id.desc()).select(TokenRow::as_select()).load(conn)?)
+}
+
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<TokenRow>> {
+    Ok(api_tokens::table.filter(api_tokens::id.eq(id)).select(TokenRow::as_select()).first(conn).optional()?)
+}
+
+/// The row just inserted, found by its (unique) hash: we have no RETURNING on every backend.
+pub fn find_by_hash(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<TokenRow>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::token_hash.eq(token_hash))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Revokes a token unless it already is: true when this call revoked it.
+pub fn revoke(conn: &mut AnyConnection, id: i64, at: NaiveDateTime) -> DbResult<bool> {
+    let changed =
+        diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)).filter(api_tokens::revoked_at.is_null()))
+            .set(api_tokens::revoked_at.eq(Some(at)))
+            .execute(conn)?;
+    Ok(changed == 1)
+}

@@ -77,8 +77,17 @@ pub fn test_figment(port: u16, db_url: &str) -> Figment {
         .merge(("admin_password", ADMIN_PASSWORD))
 }
 
+/// A port free right now, chosen below Linux's ephemeral range (32768–60999) so that the many
+/// outgoing connections of a test run cannot take it between this check and the server's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use rand::RngExt;
+    for _ in 0..1000 {
+        let port = rand::rng().random_range(15_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 15000..32000");
 }
 
 impl TestApp {
