@@ -45,23 +45,19 @@ pub fn build_rocket_from(figment: Figment) -> Result<Rocket<Build>, StartError> 
     build(figment, config)
 }
 
-fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartError> {
-    let figment = ensure_secret_key(figment)?;
-    let config = Arc::new(config);
+/// The use-case layer with its database and WeChat client, for one-off commands (no server).
+pub fn build_payments(figment: &Figment) -> Result<Payments, StartError> {
+    Ok(assemble(Arc::new(AppConfig::load(figment)?))?.0)
+}
+
+/// Connects and migrates the database and builds the clients every entry point needs.
+fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartError> {
     // Connecting first creates a new SQLite file (and its directory) in WAL mode.
     let db = Db::connect(&config.database_url, config.db_pool_size)?;
     let applied = db::migrate::run_pending(&config.database_url)?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "database migrated");
     }
-    bootstrap_api_token(&db, &config)?;
-    crate::staff::accounts::bootstrap_first_admin(
-        &db,
-        config.admin_username.as_deref(),
-        config.admin_password.as_ref().map(|p| p.expose()),
-    )
-    .map_err(|e| StartError::Other(format!("first admin account: {e}")))?;
-
     let merchant = Merchant {
         appid: config.wechat.appid.clone(),
         mch_id: config.wechat.mch_id.clone(),
@@ -80,16 +76,59 @@ fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartErro
     let payments = Payments {
         db: db.clone(),
         gateway: Arc::new(gateway),
-        merchant: merchant.clone(),
-        config: config.clone(),
+        merchant,
+        config,
         notify_writer: NotifyWriter::start(db),
     };
+    Ok((payments, oauth))
+}
+
+fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartError> {
+    let figment = ensure_secret_key(figment)?;
+    let config = Arc::new(config);
+    let (payments, oauth) = assemble(config.clone())?;
+    let merchant = payments.merchant.clone();
+    bootstrap_api_token(&payments.db, &config)?;
+    crate::staff::accounts::bootstrap_first_admin(
+        &payments.db,
+        config.admin_username.as_deref(),
+        config.admin_password.as_ref().map(|p| p.expose()),
+    )
+    .map_err(|e| StartError::Other(format!("first admin account: {e}")))?;
 
     if config.simulator {
         print_simulator_banner(&config);
     }
+    let jobs_enabled = config.jobs.enabled;
     let rocket = rocket::custom(figment)
         .manage(payments)
+        .manage(crate::jobs::RunningJobs::default())
+        .attach(rocket::fairing::AdHoc::on_liftoff("background jobs", move |rocket| {
+            Box::pin(async move {
+                if !jobs_enabled {
+                    return;
+                }
+                let (Some(payments), Some(running)) =
+                    (rocket.state::<Payments>(), rocket.state::<crate::jobs::RunningJobs>())
+                else {
+                    return;
+                };
+                let handle = crate::jobs::start(crate::jobs::JobContext::new(payments.clone()));
+                *running.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                tracing::info!("background jobs started");
+            })
+        }))
+        .attach(rocket::fairing::AdHoc::on_shutdown("stop background jobs", |rocket| {
+            Box::pin(async move {
+                let handle = rocket
+                    .state::<crate::jobs::RunningJobs>()
+                    .and_then(|r| r.0.lock().unwrap_or_else(|p| p.into_inner()).take());
+                if let Some(handle) = handle {
+                    handle.stop(Duration::from_secs(10)).await;
+                    tracing::info!("background jobs stopped");
+                }
+            })
+        }))
         .manage(config.clone())
         .manage(StateSigner::new(&merchant.key))
         .manage(oauth);

@@ -74,6 +74,16 @@ pub struct RawSettings {
     pub db_pool_size: u32,
     pub admin_username: Option<String>,
     pub admin_password: Option<Secret>,
+    pub jobs: Option<String>,
+    pub poll_schedule: String,
+    pub job_tick_ms: u64,
+    pub job_concurrency: usize,
+    pub reconcile_at: String,
+    pub bill_dir: String,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<Secret>,
+    pub webhook_schedule: String,
+    pub instance_id: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -101,6 +111,16 @@ impl Default for RawSettings {
             db_pool_size: 16,
             admin_username: None,
             admin_password: None,
+            jobs: None,
+            poll_schedule: "5s,30s,1m,3m,5m,10m,30m".into(),
+            job_tick_ms: 1000,
+            job_concurrency: 8,
+            reconcile_at: "10:30".into(),
+            bill_dir: "data/bills".into(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_schedule: "10s,30s,2m,10m,30m,1h,3h,6h,12h,24h".into(),
+            instance_id: None,
         }
     }
 }
@@ -129,10 +149,21 @@ pub const ENV_KEYS: &[&str] = &[
     "DB_POOL_SIZE",
     "ADMIN_USERNAME",
     "ADMIN_PASSWORD",
+    "JOBS",
+    "POLL_SCHEDULE",
+    "JOB_TICK_MS",
+    "JOB_CONCURRENCY",
+    "RECONCILE_AT",
+    "BILL_DIR",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_SCHEDULE",
+    "INSTANCE_ID",
 ];
 
 /// Secrets that may instead be read from a file named by `<NAME>_FILE`.
-const FILE_SECRETS: &[&str] = &["WECHAT_APP_SECRET", "WECHAT_API_KEY", "API_TOKEN", "DATABASE_URL", "ADMIN_PASSWORD"];
+const FILE_SECRETS: &[&str] =
+    &["WECHAT_APP_SECRET", "WECHAT_API_KEY", "API_TOKEN", "DATABASE_URL", "ADMIN_PASSWORD", "WEBHOOK_SECRET"];
 
 /// The merchant credentials in force, real or the simulator's.
 #[derive(Debug, Clone)]
@@ -168,6 +199,31 @@ pub struct AppConfig {
     /// The first admin account, created at first start when there are no accounts.
     pub admin_username: Option<String>,
     pub admin_password: Option<Secret>,
+    pub jobs: JobsSettings,
+}
+
+/// Settings of the background jobs (see `jobs/`).
+#[derive(Debug, Clone)]
+pub struct JobsSettings {
+    /// Whether `serve` runs the jobs (each instance may; leases share the work out).
+    pub enabled: bool,
+    /// When PAYING orders are queried, counted from their prepay.
+    pub poll_schedule: Vec<Duration>,
+    /// How often each job looks for due work.
+    pub tick: Duration,
+    /// WeChat calls in flight at once per job.
+    pub concurrency: usize,
+    /// Beijing wall-clock time after which yesterday's bill is reconciled.
+    pub reconcile_at: chrono::NaiveTime,
+    /// Where downloaded bills are kept (they are evidence).
+    pub bill_dir: std::path::PathBuf,
+    /// Where paid/refunded events go when an order names no URL of its own.
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<Secret>,
+    /// Delays between webhook delivery attempts.
+    pub webhook_schedule: Vec<Duration>,
+    /// Names this instance in row leases.
+    pub instance_id: String,
 }
 
 impl AppConfig {
@@ -308,6 +364,28 @@ impl AppConfig {
             db_pool_size: raw.db_pool_size.clamp(2, 256),
             admin_username: raw.admin_username,
             admin_password: raw.admin_password,
+            jobs: JobsSettings {
+                enabled: match raw.jobs.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("" | "on" | "true" | "1" | "yes") => true,
+                    Some("off" | "false" | "0" | "no") => false,
+                    Some(other) => return Err(invalid("JOBS", format!("must be on or off, not {other:?}"))),
+                },
+                poll_schedule: parse_schedule("POLL_SCHEDULE", &raw.poll_schedule)?,
+                tick: Duration::from_millis(raw.job_tick_ms.clamp(10, 3_600_000)),
+                concurrency: raw.job_concurrency.clamp(1, 64),
+                reconcile_at: chrono::NaiveTime::parse_from_str(&raw.reconcile_at, "%H:%M")
+                    .map_err(|_| invalid("RECONCILE_AT", "must be HH:MM (Beijing time), e.g. 10:30"))?,
+                bill_dir: raw.bill_dir.into(),
+                webhook_url: match raw.webhook_url.filter(|u| !u.is_empty()) {
+                    Some(u) => Some(validate_base("WEBHOOK_URL", &u).map(|_| u)?),
+                    None => None,
+                },
+                webhook_secret: raw.webhook_secret.filter(|s| !s.expose().is_empty()),
+                webhook_schedule: parse_schedule("WEBHOOK_SCHEDULE", &raw.webhook_schedule)?,
+                instance_id: raw.instance_id.filter(|i| !i.is_empty()).unwrap_or_else(|| {
+                    format!("{}-{}", std::process::id(), crate::wxpay::nonce::random_alphanumeric(8))
+                }),
+            },
         })
     }
 
@@ -321,6 +399,20 @@ impl AppConfig {
 
     pub fn checkout_url(&self, out_trade_no: &str) -> String {
         format!("{}/pay/{out_trade_no}", self.public_base_url)
+    }
+}
+
+/// `5s,30s,1m` → durations (each 1 ms to 7 days).
+fn parse_schedule(var: &'static str, value: &str) -> Result<Vec<Duration>, ConfigError> {
+    let steps: Result<Vec<Duration>, _> = value.split(',').map(|s| humantime::parse_duration(s.trim())).collect();
+    match steps {
+        Ok(v)
+            if !v.is_empty()
+                && v.iter().all(|d| *d >= Duration::from_millis(1) && *d <= Duration::from_secs(7 * 86400)) =>
+        {
+            Ok(v)
+        }
+        _ => Err(invalid(var, format!("{value:?} is not a list like 5s,30s,1m"))),
     }
 }
 

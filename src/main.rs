@@ -28,6 +28,13 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Run one pass of a background job: poll, expire, refund-sync, reconcile, webhooks.
+    Jobs { name: String },
+    /// Reconcile one day against WeChat's bill (Beijing date), now.
+    Reconcile {
+        #[arg(long)]
+        date: chrono::NaiveDate,
+    },
     /// Run the WeChat Pay simulator on its own (API paths at the root).
     Simulator(Box<SimulatorArgs>),
 }
@@ -44,6 +51,8 @@ async fn main() -> std::process::ExitCode {
         Command::Serve => serve().await,
         Command::Migrate => migrate(),
         Command::CreateAdmin { username, password_stdin } => create_admin(&username, password_stdin),
+        Command::Jobs { name } => run_job(&name).await,
+        Command::Reconcile { date } => reconcile(date).await,
         Command::Simulator(args) => simulator::run_standalone(*args).await.map_err(|e| e.to_string()),
     };
     match result {
@@ -97,5 +106,25 @@ fn create_admin(username: &str, password_stdin: bool) -> Result<(), String> {
     } else {
         println!("admin {username} created");
     }
+    Ok(())
+}
+
+/// The application without its HTTP server, for one-off commands.
+fn job_context() -> Result<wechat_checkout::jobs::JobContext, String> {
+    let payments = app::build_payments(&rocket::Config::figment()).map_err(|e| e.to_string())?;
+    Ok(wechat_checkout::jobs::JobContext::new(payments))
+}
+
+async fn run_job(name: &str) -> Result<(), String> {
+    let ctx = job_context()?;
+    let report = wechat_checkout::jobs::run_once(&ctx, name).await.map_err(|e| e.to_string())?;
+    println!("{name}: {report}");
+    Ok(())
+}
+
+async fn reconcile(date: chrono::NaiveDate) -> Result<(), String> {
+    let ctx = job_context()?;
+    let report = wechat_checkout::jobs::reconcile::run_date_cli(&ctx, date).await.map_err(|e| e.to_string())?;
+    println!("{report}");
     Ok(())
 }

@@ -24,6 +24,11 @@ diesel::table! {
         closed_at -> Nullable<Timestamp>,
         last_queried_at -> Nullable<Timestamp>,
         refund_reserved_fen -> BigInt,
+        query_attempts -> Integer,
+        next_query_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        webhook_url -> Nullable<Text>,
     }
 }
 
@@ -139,10 +144,81 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         succeeded_at -> Nullable<Timestamp>,
+        check_attempts -> Integer,
+        next_check_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    reconciliation_runs (bill_date) {
+        bill_date -> Text,
+        state -> Text,
+        attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
+        bill_rows -> BigInt,
+        bill_paid_count -> BigInt,
+        bill_paid_fen -> BigInt,
+        bill_refund_count -> BigInt,
+        bill_refund_fen -> BigInt,
+        local_paid_count -> BigInt,
+        local_paid_fen -> BigInt,
+        matched -> BigInt,
+        findings -> BigInt,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    reconciliation_findings (id) {
+        id -> BigInt,
+        bill_date -> Text,
+        kind -> Text,
+        item_key -> Text,
+        out_trade_no -> Nullable<Text>,
+        detail -> Text,
+        resolution -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_events (id) {
+        id -> BigInt,
+        dedupe_key -> Text,
+        event_type -> Text,
+        out_trade_no -> Text,
+        url -> Text,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        attempted_at -> Timestamp,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+        response_snippet -> Nullable<Text>,
     }
 }
 
 diesel::joinable!(order_events -> orders (out_trade_no));
+diesel::joinable!(webhook_attempts -> webhook_events (event_id));
 diesel::joinable!(refunds -> orders (out_trade_no));
 diesel::allow_tables_to_appear_in_same_query!(
     orders,
@@ -154,5 +230,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     staff_users,
     login_attempts,
     audit_log,
-    refunds
+    refunds,
+    reconciliation_runs,
+    reconciliation_findings,
+    webhook_events,
+    webhook_attempts
 );

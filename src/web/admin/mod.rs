@@ -12,10 +12,12 @@ pub mod order_actions;
 pub mod order_detail;
 pub mod orders;
 pub mod orders_csv;
+pub mod reconcile;
 pub mod session;
 pub mod tokens;
 pub mod users;
 pub mod view;
+pub mod webhooks;
 
 use rocket::http::Status;
 use rocket::response::Redirect;
@@ -35,6 +37,8 @@ pub fn routes() -> Vec<rocket::Route> {
     routes.extend(users::routes());
     routes.extend(tokens::routes());
     routes.extend(audit::routes());
+    routes.extend(reconcile::routes());
+    routes.extend(webhooks::routes());
     routes
 }
 

@@ -1,0 +1,141 @@
+//! Background jobs that settle payments by themselves: the poller (orderquery on a schedule), the
+//! expirer (query, then closeorder), refund sync (refundquery), the daily reconciler (the T+1
+//! bill), and merchant webhooks. They start with the server, stop cleanly on shutdown, and each
+//! can be run once from the command line (`wechat-checkout jobs <name>`).
+//!
+//! Several instances may run them against one PostgreSQL database. Work is shared out with row
+//! leases: a job claims a row with one guarded UPDATE (`SET lease_owner = me, lease_until =
+//! now + lease WHERE key = ? AND (lease_until IS NULL OR lease_until < now)`); one row changed
+//! means this instance owns the row until the lease ends, zero means another one does. We chose
+//! leases over `FOR UPDATE SKIP LOCKED` or advisory locks because they work the same on SQLite
+//! and PostgreSQL through Diesel's MultiConnection, hold no transaction open while WeChat is
+//! called over the network, and survive a crashed instance (its leases simply run out).
+
+pub mod expirer;
+pub mod poller;
+pub mod reconcile;
+pub mod refund_sync;
+pub mod signature;
+pub mod webhooks;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::JobsSettings;
+use crate::error::AppError;
+use crate::payments::Payments;
+
+/// How long a claimed row stays ours: longer than any single piece of work (a WeChat call with
+/// its retries), short enough that a crashed instance's rows are picked up soon.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// What every job needs.
+#[derive(Clone)]
+pub struct JobContext {
+    pub payments: Payments,
+    pub settings: Arc<JobsSettings>,
+}
+
+impl JobContext {
+    pub fn new(payments: Payments) -> JobContext {
+        let settings = Arc::new(payments.config.jobs.clone());
+        JobContext { payments, settings }
+    }
+
+    /// This instance's name in leases.
+    pub fn owner(&self) -> &str {
+        &self.settings.instance_id
+    }
+}
+
+/// What one run of a job did, for logs and the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobReport {
+    /// Rows worked on (claimed and handled).
+    pub handled: usize,
+    /// Rows whose handling failed (they are retried later; each failure is logged).
+    pub failed: usize,
+    pub note: String,
+}
+
+impl std::fmt::Display for JobReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "handled {}, failed {}", self.handled, self.failed)?;
+        if !self.note.is_empty() {
+            write!(f, "; {}", self.note)?;
+        }
+        Ok(())
+    }
+}
+
+/// The jobs by name, as the command line and the scheduler know them.
+pub const NAMES: &[&str] = &["poll", "expire", "refund-sync", "reconcile", "webhooks"];
+
+/// Runs one pass of the named job.
+pub async fn run_once(ctx: &JobContext, name: &str) -> Result<JobReport, AppError> {
+    match name {
+        "poll" => poller::run_once(ctx).await,
+        "expire" => expirer::run_once(ctx).await,
+        "refund-sync" => refund_sync::run_once(ctx).await,
+        "reconcile" => reconcile::run_due(ctx).await,
+        "webhooks" => webhooks::run_once(ctx).await,
+        other => Err(AppError::invalid("job", format!("unknown job {other:?}; jobs: {}", NAMES.join(", ")))),
+    }
+}
+
+/// The running jobs of this process.
+pub struct JobsHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts every job in its own task: each runs a pass, then sleeps a tick, until stopped.
+pub fn start(ctx: JobContext) -> JobsHandle {
+    let (stop, stopped) = watch::channel(false);
+    let tasks = NAMES
+        .iter()
+        .map(|name| {
+            let (ctx, mut stopped) = (ctx.clone(), stopped.clone());
+            // The reconciler only has work once a day; checking each minute is plenty.
+            let tick =
+                if *name == "reconcile" { ctx.settings.tick.max(Duration::from_secs(60)) } else { ctx.settings.tick };
+            tokio::spawn(async move {
+                loop {
+                    match run_once(&ctx, name).await {
+                        Ok(report) if report.handled + report.failed > 0 => {
+                            tracing::info!(job = name, %report, "job pass");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(job = name, error = %e, "job pass failed"),
+                    }
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        _ = tokio::time::sleep(tick) => {}
+                    }
+                    if *stopped.borrow() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    JobsHandle { stop, tasks }
+}
+
+impl JobsHandle {
+    /// Asks every job to stop after its current pass and waits for them (at most `grace`).
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("jobs did not stop within {grace:?}; abandoning them (their leases will expire)");
+        }
+    }
+}
+
+/// The jobs of a running server, kept in Rocket state so shutdown can stop them.
+#[derive(Default)]
+pub struct RunningJobs(pub Mutex<Option<JobsHandle>>);

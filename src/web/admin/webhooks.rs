@@ -1,0 +1,5 @@
+//! Placeholder until this page is written.
+
+pub fn routes() -> Vec<rocket::Route> {
+    Vec::new()
+}
