@@ -11,10 +11,12 @@ pub mod notify_log;
 pub mod oauth_states;
 pub mod order_list;
 pub mod orders;
+pub mod reconciliation;
 pub mod refunds;
 pub mod schema;
 pub mod staff;
 pub mod tokens;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
