@@ -123,8 +123,68 @@ async fn run_job(name: &str) -> Result<(), String> {
 }
 
 async fn reconcile(date: chrono::NaiveDate) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use wechat_checkout::jobs::reconcile::{RunOptions, RunOutcome, progress};
+
     let ctx = job_context()?;
-    let report = wechat_checkout::jobs::reconcile::run_date_cli(&ctx, date).await.map_err(|e| e.to_string())?;
-    println!("{report}");
-    Ok(())
+    // A bar only for a person watching; logs and pipes get the summary alone.
+    let progress: std::sync::Arc<dyn progress::Progress> =
+        if std::io::stderr().is_terminal() { std::sync::Arc::new(Bar::default()) } else { progress::silent() };
+    let opts = RunOptions { progress, ..RunOptions::now() };
+    let outcome =
+        wechat_checkout::jobs::reconcile::reconcile_date(&ctx, date, opts).await.map_err(|e| e.to_string())?;
+    println!("{outcome}");
+    match outcome {
+        RunOutcome::Finished(_) | RunOutcome::Waiting { .. } => Ok(()),
+        other => Err(other.headline()),
+    }
+}
+
+/// The command line's progress bar: one `indicatif` bar (or spinner, when the length is unknown)
+/// per phase of the run, left on screen with its final count.
+#[derive(Default)]
+struct Bar {
+    current: std::sync::Mutex<Option<(indicatif::ProgressBar, &'static str)>>,
+}
+
+impl wechat_checkout::jobs::reconcile::progress::Progress for Bar {
+    fn begin(&self, phase: wechat_checkout::jobs::reconcile::progress::Phase, total: Option<u64>) {
+        use wechat_checkout::jobs::reconcile::progress::Phase;
+        let unit = match phase {
+            Phase::Bill => "rows",
+            Phase::LocalOrders | Phase::Queries => "orders",
+            Phase::Download | Phase::Leftovers => "",
+        };
+        let bar = match total {
+            Some(len) => indicatif::ProgressBar::new(len).with_style(
+                indicatif::ProgressStyle::with_template("{prefix:>26} [{bar:40}] {percent:>3}% {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            ),
+            None => indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template("{prefix:>26} {spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            ),
+        };
+        bar.set_prefix(phase.label());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        if let Some((old, _)) = self.current.lock().unwrap_or_else(|p| p.into_inner()).replace((bar, unit)) {
+            old.finish();
+        }
+    }
+
+    fn advance(&self, position: u64, items: u64) {
+        if let Some((bar, unit)) = &*self.current.lock().unwrap_or_else(|p| p.into_inner()) {
+            bar.set_position(position);
+            if !unit.is_empty() {
+                bar.set_message(format!("{items} {unit}"));
+            }
+        }
+    }
+
+    fn end(&self) {
+        if let Some((bar, _)) = self.current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish();
+        }
+    }
 }

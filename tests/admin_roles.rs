@@ -14,8 +14,9 @@ use rocket::http::Method;
 use wechat_checkout::db::{Db, DbError, schema};
 use wechat_checkout::staff::Role;
 
-/// The least role each admin action needs (issue 4: operators re-query, close, re-process
-/// notifies and resolve exceptions; admins refund and manage users and tokens).
+/// The least role each admin action needs (operators re-query, close, re-process notifies,
+/// resolve exceptions, run reconciliations and re-send webhooks; admins refund and manage users
+/// and tokens).
 const ACTIONS: &[(&str, Role)] = &[
     ("/admin/logout", Role::Viewer),
     ("/admin/account/password", Role::Viewer),
@@ -23,6 +24,8 @@ const ACTIONS: &[(&str, Role)] = &[
     ("/admin/orders/<no>/close", Role::Operator),
     ("/admin/notifies/<id>/reprocess", Role::Operator),
     ("/admin/exceptions/<id>/resolve", Role::Operator),
+    ("/admin/reconciliation", Role::Operator),
+    ("/admin/webhooks/<id>/resend", Role::Operator),
     ("/admin/orders/<no>/refund", Role::Admin),
     ("/admin/orders/<no>/refunds/<out_refund_no>/retry", Role::Admin),
     ("/admin/users", Role::Admin),

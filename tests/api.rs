@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::app::{API_TOKEN, TestApp};
+use common::app::{API_TOKEN, TestApp, TestDb};
 use serde_json::{Value, json};
 
 async fn post(app: &TestApp, token: Option<&str>, body: &str) -> (u16, Value) {
@@ -102,5 +102,81 @@ async fn invalid_input_is_422_naming_the_field_and_creates_nothing() {
     // None of them created anything: V1 is still free.
     let (status, _) = post(&app, Some(API_TOKEN), &order("V1", 100)).await;
     assert_eq!(status, 201);
+    app.stop().await;
+}
+
+/// An app that signs webhooks (so orders may name a `webhook_url`).
+async fn app_with_webhook_secret() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite(&dir);
+    TestApp::start(db, Some(dir), |f| f.merge(("webhook_secret", "whsec-api-test-0123456789"))).await
+}
+
+fn with_hook(id: &str, url: Value) -> String {
+    json!({ "amount_fen": 100, "description": "x", "merchant_order_id": id, "webhook_url": url }).to_string()
+}
+
+#[tokio::test]
+async fn webhook_url_is_validated_stored_and_part_of_idempotency() {
+    let app = app_with_webhook_secret().await;
+    let long = format!("https://merchant.example/{}", "p".repeat(490));
+    assert_eq!(long.len(), 515);
+    for bad in [
+        json!("merchant.example/hooks"),
+        json!("/hooks"),
+        json!("ftp://merchant.example/hooks"),
+        json!("javascript:alert(1)"),
+        json!("https://"),
+        json!("https://user:pw@merchant.example/hooks"),
+        json!("https://merchant.example/hooks#top"),
+        json!(" https://merchant.example/hooks"),
+        json!("https://merchant.example/ho oks"),
+        json!(long),
+        json!(42),
+        json!(["https://merchant.example/hooks"]),
+    ] {
+        let body = with_hook("WH-V1", bad.clone());
+        let (status, err) = post(&app, Some(API_TOKEN), &body).await;
+        assert_eq!(status, 422, "{bad}: {err}");
+        assert_eq!(err["error"]["field"], "webhook_url", "{bad}: {err}");
+    }
+
+    let url = "https://merchant.example/hooks/wechat?shop=7";
+    let (status, created) = post(&app, Some(API_TOKEN), &with_hook("WH-V1", json!(url))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["webhook_url"], url);
+    let no = created["out_trade_no"].as_str().unwrap();
+    assert_eq!(app.order(no).await["webhook_url"], url);
+
+    // Idempotency compares the URL too: the same request is the same order, another URL (or
+    // none) a conflict.
+    let (status, again) = post(&app, Some(API_TOKEN), &with_hook("WH-V1", json!(url))).await;
+    assert_eq!((status, again["out_trade_no"].as_str()), (200, Some(no)));
+    let (status, _) = post(&app, Some(API_TOKEN), &with_hook("WH-V1", json!("https://other.example/hooks"))).await;
+    assert_eq!(status, 409);
+    let (status, _) = post(&app, Some(API_TOKEN), &order("WH-V1", 100)).await;
+    assert_eq!(status, 409);
+
+    // Absent, null and empty all mean "no URL of its own".
+    let (status, plain) = post(&app, Some(API_TOKEN), &order("WH-V2", 100)).await;
+    assert_eq!((status, &plain["webhook_url"]), (201, &Value::Null));
+    let (status, _) = post(&app, Some(API_TOKEN), &with_hook("WH-V2", Value::Null)).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&app, Some(API_TOKEN), &with_hook("WH-V2", json!(""))).await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn webhook_url_is_refused_when_webhooks_cannot_be_signed() {
+    let app = TestApp::sqlite().await;
+    let (status, err) =
+        post(&app, Some(API_TOKEN), &with_hook("WH-NOSECRET", json!("https://merchant.example/h"))).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["error"]["field"], "webhook_url");
+    assert!(err["error"]["message"].as_str().unwrap().contains("WEBHOOK_SECRET"), "{err}");
+    // Nothing was created, and without a URL the order is fine.
+    let (status, created) = post(&app, Some(API_TOKEN), &order("WH-NOSECRET", 100)).await;
+    assert_eq!((status, &created["webhook_url"]), (201, &Value::Null));
     app.stop().await;
 }

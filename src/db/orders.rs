@@ -34,6 +34,7 @@ struct OrderRow {
     closed_at: Option<NaiveDateTime>,
     last_queried_at: Option<NaiveDateTime>,
     refund_reserved_fen: i64,
+    webhook_url: Option<String>,
 }
 
 /// An order as the rest of the program sees it.
@@ -65,6 +66,8 @@ pub struct Order {
     pub last_queried_at: Option<DateTime<Utc>>,
     /// Refunds requested and not failed or closed; never more than `paid`.
     pub refund_reserved: Fen,
+    /// Where this order's webhooks go instead of the global `WEBHOOK_URL`.
+    pub webhook_url: Option<String>,
 }
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
@@ -103,6 +106,7 @@ impl TryFrom<OrderRow> for Order {
             closed_at: r.closed_at.map(utc),
             last_queried_at: r.last_queried_at.map(utc),
             refund_reserved: Fen::new(r.refund_reserved_fen),
+            webhook_url: r.webhook_url,
         })
     }
 }
@@ -120,6 +124,7 @@ pub struct NewOrder {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    pub webhook_url: Option<String>,
 }
 
 /// Columns a guarded update may set; `None` leaves a column as it is.
@@ -137,6 +142,10 @@ pub struct OrderChanges {
     pub paid_after_close: Option<i32>,
     pub closed_at: Option<NaiveDateTime>,
     pub updated_at: Option<NaiveDateTime>,
+    /// The poller's place in its schedule (reset when a prepay is issued).
+    pub query_attempts: Option<i32>,
+    /// `Some(None)` clears it: the order is no longer polled.
+    pub next_query_at: Option<Option<NaiveDateTime>>,
 }
 
 /// Inserts an order. A duplicate `merchant_order_id` or `out_trade_no` is a unique violation.
@@ -236,6 +245,156 @@ pub fn add_refunded(conn: &mut AnyConnection, out_trade_no: &str, amount: i64) -
         .filter(orders::out_trade_no.eq(out_trade_no))
         .filter(orders::refund_reserved_fen.ge(orders::refunded_fen + amount))
         .set((orders::refunded_fen.eq(orders::refunded_fen + amount), orders::updated_at.eq(super::now())))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+// Background jobs. A job picks candidates with a plain SELECT, then claims each with one guarded
+// UPDATE that re-checks everything the SELECT assumed and that the row is not leased: one row
+// changed means this instance owns the order until `lease_until` (see `jobs/`).
+
+/// Nobody holds the row, or the holder's lease has run out.
+macro_rules! lease_free {
+    ($now:expr) => {
+        orders::lease_until.is_null().or(orders::lease_until.lt($now))
+    };
+}
+
+/// Where an order stands in the poller's schedule: columns `Order` does not carry.
+#[derive(Queryable, Selectable, Clone, Debug, PartialEq, Eq)]
+#[diesel(table_name = orders)]
+pub struct QuerySchedule {
+    pub out_trade_no: String,
+    pub prepay_created_at: Option<NaiveDateTime>,
+    pub query_attempts: i32,
+    pub next_query_at: Option<NaiveDateTime>,
+}
+
+pub fn query_schedule(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Option<QuerySchedule>> {
+    Ok(orders::table
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .select(QuerySchedule::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// PAYING orders whose next query is due and that nobody holds, longest overdue first.
+pub fn list_due_for_query(conn: &mut AnyConnection, now: NaiveDateTime, limit: i64) -> DbResult<Vec<String>> {
+    Ok(orders::table
+        .filter(orders::next_query_at.le(now))
+        .filter(orders::state.eq(OrderState::Paying.as_str()))
+        .filter(lease_free!(now))
+        .order((orders::next_query_at.asc(), orders::out_trade_no.asc()))
+        .limit(limit)
+        .select(orders::out_trade_no)
+        .load(conn)?)
+}
+
+/// Leases a PAYING order whose query is due. The due condition is part of the claim, so an
+/// order another instance has just queried (and rescheduled) is not queried again.
+pub fn claim_for_query(
+    conn: &mut AnyConnection,
+    out_trade_no: &str,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::state.eq(OrderState::Paying.as_str()))
+        .filter(orders::next_query_at.le(now))
+        .filter(lease_free!(now))
+        .set((orders::lease_owner.eq(owner), orders::lease_until.eq(lease_until)))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Sets the poller's next step and releases the lease, only while the order is still PAYING,
+/// still ours, and still due at `due` (a payment or a new prepay in the meantime wrote its own
+/// schedule, which must win). `false` means nothing was changed; release the lease separately.
+pub fn reschedule_query(
+    conn: &mut AnyConnection,
+    out_trade_no: &str,
+    owner: &str,
+    due: NaiveDateTime,
+    query_attempts: i32,
+    next_query_at: Option<NaiveDateTime>,
+) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::state.eq(OrderState::Paying.as_str()))
+        .filter(orders::lease_owner.eq(owner))
+        .filter(orders::next_query_at.eq(due))
+        .set((
+            orders::query_attempts.eq(query_attempts),
+            orders::next_query_at.eq(next_query_at),
+            orders::lease_owner.eq(None::<String>),
+            orders::lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Payable orders past their expiry that nobody holds and that WeChat allows to be closed
+/// (no prepay, or a prepay issued before `closable_before`), longest expired first.
+pub fn list_expired(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    closable_before: NaiveDateTime,
+    limit: i64,
+) -> DbResult<Vec<String>> {
+    Ok(orders::table
+        .filter(orders::state.eq_any(payable_states()))
+        .filter(orders::expires_at.le(now))
+        .filter(orders::prepay_created_at.is_null().or(orders::prepay_created_at.le(closable_before)))
+        .filter(lease_free!(now))
+        .order((orders::expires_at.asc(), orders::out_trade_no.asc()))
+        .limit(limit)
+        .select(orders::out_trade_no)
+        .load(conn)?)
+}
+
+/// Leases an expired payable order for the expirer (the same conditions as [`list_expired`]).
+pub fn claim_for_expiry(
+    conn: &mut AnyConnection,
+    out_trade_no: &str,
+    owner: &str,
+    now: NaiveDateTime,
+    closable_before: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::state.eq_any(payable_states()))
+        .filter(orders::expires_at.le(now))
+        .filter(orders::prepay_created_at.is_null().or(orders::prepay_created_at.le(closable_before)))
+        .filter(lease_free!(now))
+        .set((orders::lease_owner.eq(owner), orders::lease_until.eq(lease_until)))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+fn payable_states() -> [&'static str; 3] {
+    [OrderState::Created.as_str(), OrderState::Paying.as_str(), OrderState::PayError.as_str()]
+}
+
+/// Keeps an order leased until `until`: a job that must not retry sooner holds on to it.
+pub fn hold_lease(conn: &mut AnyConnection, out_trade_no: &str, owner: &str, until: NaiveDateTime) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::lease_owner.eq(owner))
+        .set(orders::lease_until.eq(until))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Gives an order's lease back, if it is still ours (after it ran out, another instance may
+/// hold the order now, and its lease must stay).
+pub fn release_lease(conn: &mut AnyConnection, out_trade_no: &str, owner: &str) -> DbResult<bool> {
+    let n = diesel::update(orders::table)
+        .filter(orders::out_trade_no.eq(out_trade_no))
+        .filter(orders::lease_owner.eq(owner))
+        .set((orders::lease_owner.eq(None::<String>), orders::lease_until.eq(None::<NaiveDateTime>)))
         .execute(conn)?;
     Ok(n == 1)
 }

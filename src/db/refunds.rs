@@ -178,6 +178,9 @@ pub struct RefundChanges {
     /// `Some(None)` clears the error.
     pub last_error: Option<Option<String>>,
     pub succeeded_at: Option<NaiveDateTime>,
+    /// When refund sync next asks WeChat; `Some(None)` clears it (the refund is settled).
+    pub next_check_at: Option<Option<NaiveDateTime>>,
+    pub check_attempts: Option<i32>,
 }
 
 /// The compare-and-set every refund state change goes through: moves the refund to `to` only
@@ -217,6 +220,107 @@ pub fn claim_send(conn: &mut AnyConnection, out_refund_no: &str, stale_before: N
         .filter(refunds::state.eq(RefundState::Pending.as_str()))
         .filter(refunds::last_error.is_not_null().or(refunds::updated_at.lt(stale_before)))
         .set((refunds::last_error.eq(None::<String>), refunds::updated_at.eq(super::now())))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+// Refund sync. Like the order jobs: candidates by a plain SELECT, then a lease per row by one
+// guarded UPDATE that re-checks the candidate conditions (see `jobs/`).
+
+/// Refunds whose next check is due: PROCESSING ones, and PENDING ones whose send failed or went
+/// silent before `stale_before` (WeChat may have accepted them; a query finds out, nothing is
+/// sent again). A refund never scheduled (`next_check_at` NULL) is due.
+macro_rules! due_for_check {
+    ($now:expr, $stale_before:expr) => {
+        refunds::next_check_at.is_null().or(refunds::next_check_at.le($now)).and(
+            refunds::state.eq(RefundState::Processing.as_str()).or(refunds::state
+                .eq(RefundState::Pending.as_str())
+                .and(refunds::last_error.is_not_null().or(refunds::updated_at.lt($stale_before)))),
+        )
+    };
+}
+
+macro_rules! refund_lease_free {
+    ($now:expr) => {
+        refunds::lease_until.is_null().or(refunds::lease_until.lt($now))
+    };
+}
+
+/// Unsettled refunds due for a check that nobody holds, oldest first.
+pub fn list_due_for_check(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+    stale_before: NaiveDateTime,
+    limit: i64,
+) -> DbResult<Vec<String>> {
+    Ok(refunds::table
+        .filter(due_for_check!(now, stale_before))
+        .filter(refund_lease_free!(now))
+        .order((refunds::created_at.asc(), refunds::out_refund_no.asc()))
+        .limit(limit)
+        .select(refunds::out_refund_no)
+        .load(conn)?)
+}
+
+/// Leases a refund due for a check (the same conditions as [`list_due_for_check`]).
+pub fn claim_for_check(
+    conn: &mut AnyConnection,
+    out_refund_no: &str,
+    owner: &str,
+    now: NaiveDateTime,
+    stale_before: NaiveDateTime,
+    lease_until: NaiveDateTime,
+) -> DbResult<bool> {
+    let n = diesel::update(refunds::table)
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .filter(due_for_check!(now, stale_before))
+        .filter(refund_lease_free!(now))
+        .set((refunds::lease_owner.eq(owner), refunds::lease_until.eq(lease_until)))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// How many checks a refund has had (`None`: no such refund).
+pub fn check_attempts(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<i32>> {
+    Ok(refunds::table
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .select(refunds::check_attempts)
+        .first(conn)
+        .optional()?)
+}
+
+/// Sets the next check and releases the lease, only while the refund is still in `state` and
+/// ours: an outcome applied meanwhile wrote its own schedule, which must win. `false` means
+/// nothing was changed; release the lease separately.
+pub fn reschedule_check(
+    conn: &mut AnyConnection,
+    out_refund_no: &str,
+    owner: &str,
+    state: RefundState,
+    check_attempts: i32,
+    next_check_at: NaiveDateTime,
+) -> DbResult<bool> {
+    // `updated_at` is left alone: for a PENDING refund it marks when its send was last tried.
+    let n = diesel::update(refunds::table)
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .filter(refunds::state.eq(state.as_str()))
+        .filter(refunds::lease_owner.eq(owner))
+        .set((
+            refunds::check_attempts.eq(check_attempts),
+            refunds::next_check_at.eq(Some(next_check_at)),
+            refunds::lease_owner.eq(None::<String>),
+            refunds::lease_until.eq(None::<NaiveDateTime>),
+        ))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Gives a refund's lease back, if it is still ours.
+pub fn release_lease(conn: &mut AnyConnection, out_refund_no: &str, owner: &str) -> DbResult<bool> {
+    let n = diesel::update(refunds::table)
+        .filter(refunds::out_refund_no.eq(out_refund_no))
+        .filter(refunds::lease_owner.eq(owner))
+        .set((refunds::lease_owner.eq(None::<String>), refunds::lease_until.eq(None::<NaiveDateTime>)))
         .execute(conn)?;
     Ok(n == 1)
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::db::orders::{self, Order, OrderChanges};
 use crate::db::{AnyConnection, DbResult, events, exceptions};
-use crate::domain::{Event, Fen, PaymentSource, Rejection, Transition, transition};
+use crate::domain::{Event, Fen, OrderState, PaymentSource, Rejection, Transition, transition};
 
 /// What a verified source says about a payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +52,11 @@ fn changes_for(event: &Event, facts: Option<&PaymentFacts>, t: &Transition, now:
         }
         Event::Closed => c.closed_at = Some(now.naive_utc()),
         Event::PrepayIssued | Event::PaymentFailed => {}
+    }
+    // Only PAYING orders are polled; leaving PAYING ends the schedule in the same guarded UPDATE
+    // (a new prepay starts it again through `extra`).
+    if t.to != OrderState::Paying {
+        c.next_query_at = Some(None);
     }
     c
 }
@@ -105,7 +110,7 @@ fn merge(into: &mut OrderChanges, extra: &OrderChanges) {
     macro_rules! take {
         ($($f:ident),*) => { $( if extra.$f.is_some() { into.$f = extra.$f.clone(); } )* };
     }
-    take!(openid, client_ip, prepay_id, prepay_created_at);
+    take!(openid, client_ip, prepay_id, prepay_created_at, query_attempts, next_query_at);
 }
 
 /// Confirms a payment reported by a verified source (notify, orderquery, bill): checks the

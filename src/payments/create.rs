@@ -1,4 +1,8 @@
 //! Creating an order from the merchant's request, idempotently by `merchant_order_id`.
+//!
+//! The JSON API's body is [`ApiCreateOrder`]: the order itself ([`CreateOrder`], which in-process
+//! callers such as the demo shop build directly) plus an optional `webhook_url`, where this
+//! order's webhooks go instead of the global `WEBHOOK_URL`.
 
 use serde::Deserialize;
 
@@ -21,6 +25,32 @@ pub struct CreateOrder {
     pub expires_in_seconds: Option<i64>,
 }
 
+/// The JSON API's request body: an order and, optionally, its own webhook URL.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiCreateOrder {
+    pub amount_fen: i64,
+    pub description: String,
+    pub merchant_order_id: String,
+    #[serde(default)]
+    pub attach: Option<String>,
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+impl ApiCreateOrder {
+    pub fn into_parts(self) -> (CreateOrder, Option<String>) {
+        let ApiCreateOrder { amount_fen, description, merchant_order_id, attach, expires_in_seconds, webhook_url } =
+            self;
+        (CreateOrder { amount_fen, description, merchant_order_id, attach, expires_in_seconds }, webhook_url)
+    }
+}
+
+/// The longest webhook URL an order may name, in bytes.
+pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
+
 #[derive(Debug)]
 pub enum Created {
     New(Order),
@@ -30,7 +60,18 @@ pub enum Created {
 
 impl Payments {
     pub async fn create_order(&self, req: CreateOrder) -> Result<Created, AppError> {
+        self.create_order_with_webhook(req, None).await
+    }
+
+    /// [`Payments::create_order`] for an order whose webhooks go to `webhook_url` (an empty
+    /// string counts as none).
+    pub async fn create_order_with_webhook(
+        &self,
+        req: CreateOrder,
+        webhook_url: Option<String>,
+    ) -> Result<Created, AppError> {
         let expires_in = self.validate(&req)?;
+        let webhook_url = self.validate_webhook_url(webhook_url)?;
         let now = crate::db::now();
         let new = NewOrder {
             out_trade_no: ids::new_out_trade_no(now.and_utc()),
@@ -43,6 +84,7 @@ impl Payments {
             created_at: now,
             updated_at: now,
             expires_at: now + chrono::Duration::seconds(expires_in),
+            webhook_url: webhook_url.clone(),
         };
         let inserted = self
             .db
@@ -73,13 +115,18 @@ impl Payments {
                 Ok(Created::New(order))
             }
             Ok(None) => Err(AppError::Internal("the order vanished after insert".into())),
-            Err(e) if e.is_unique_violation() => self.existing(req, expires_in).await,
+            Err(e) if e.is_unique_violation() => self.existing(req, expires_in, webhook_url).await,
             Err(e) => Err(e.into()),
         }
     }
 
     /// The same `merchant_order_id` again: the same order if the request matches, else 409.
-    async fn existing(&self, req: CreateOrder, expires_in: i64) -> Result<Created, AppError> {
+    async fn existing(
+        &self,
+        req: CreateOrder,
+        expires_in: i64,
+        webhook_url: Option<String>,
+    ) -> Result<Created, AppError> {
         let id = req.merchant_order_id.clone();
         let order = self
             .db
@@ -92,6 +139,7 @@ impl Payments {
             && order.description == req.description
             && order.attach == req.attach.filter(|a| !a.is_empty())
             && same_expiry
+            && order.webhook_url == webhook_url
         {
             Ok(Created::Existing(order))
         } else {
@@ -139,5 +187,39 @@ impl Payments {
             return Err(AppError::invalid("expires_in_seconds", "must be between 120 and 604800"));
         }
         Ok(expires_in)
+    }
+
+    /// An order's own webhook URL: absolute http(s) with a host, no credentials or fragment, at
+    /// most [`MAX_WEBHOOK_URL_BYTES`]; and only when this server signs webhooks, since a receiver
+    /// cannot trust an unsigned one.
+    fn validate_webhook_url(&self, url: Option<String>) -> Result<Option<String>, AppError> {
+        let Some(url) = url.filter(|u| !u.is_empty()) else { return Ok(None) };
+        let field = "webhook_url";
+        if self.config.jobs.webhook_secret.is_none() {
+            return Err(AppError::invalid(
+                field,
+                "webhooks are not enabled on this server (WEBHOOK_SECRET is not set), so they could not be signed",
+            ));
+        }
+        if url.len() > MAX_WEBHOOK_URL_BYTES {
+            return Err(AppError::invalid(field, format!("must be at most {MAX_WEBHOOK_URL_BYTES} bytes")));
+        }
+        // The URL is stored and sent exactly as given, so it must not rely on the parser's
+        // clean-up of surrounding spaces or control characters.
+        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(AppError::invalid(field, "must not contain spaces or control characters"));
+        }
+        match url::Url::parse(&url) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) => {
+                Err(AppError::invalid(field, "must be an absolute http:// or https:// URL"))
+            }
+            // Credentials would be stored and shown in the console; the signature authenticates.
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                Err(AppError::invalid(field, "must not contain a user name or password"))
+            }
+            Ok(u) if u.fragment().is_some() => Err(AppError::invalid(field, "must not contain a #fragment")),
+            Ok(_) => Ok(Some(url)),
+            Err(e) => Err(AppError::invalid(field, format!("must be an absolute http:// or https:// URL ({e})"))),
+        }
     }
 }

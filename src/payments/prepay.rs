@@ -55,11 +55,21 @@ impl Payments {
         match self.gateway.unified_order(&request).await {
             Ok(reply) => {
                 let no = order.out_trade_no.clone();
+                let issued_at = crate::db::now();
+                // The poller's schedule counts from the prepay (a renewed prepay starts it over).
+                let first_query = self
+                    .config
+                    .jobs
+                    .poll_schedule
+                    .first()
+                    .map_or(Duration::seconds(5), |d| Duration::from_std(*d).unwrap_or(Duration::seconds(5)));
                 let extra = OrderChanges {
                     openid: Some(openid.to_owned()),
                     client_ip: Some(client_ip),
                     prepay_id: Some(reply.prepay_id.clone()),
-                    prepay_created_at: Some(crate::db::now()),
+                    prepay_created_at: Some(issued_at),
+                    query_attempts: Some(0),
+                    next_query_at: Some(Some(issued_at + first_query)),
                     ..OrderChanges::default()
                 };
                 let detail = json!({ "prepay_id": reply.prepay_id });

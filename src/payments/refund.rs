@@ -28,7 +28,10 @@ use crate::wxpay::{ErrAction, ErrCode, WxError};
 pub const MAX_REASON_BYTES: usize = 80;
 /// A PENDING refund untouched this long has lost its sender (the request timed out or the
 /// process died); it may be sent again. Longer than the client's retries of one call.
-const SEND_STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
+pub(crate) const SEND_STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
+/// A refund WeChat accepted is first checked (refundquery, by the refund-sync job) this long
+/// after; a wallet refund has usually settled by then. Later checks back off (`jobs::refund_sync`).
+pub const FIRST_CHECK_AFTER: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Who asked for an action: written to the audit log in the action's own transaction.
 #[derive(Clone, Debug)]
@@ -503,6 +506,9 @@ pub fn apply_refund_outcome(
             last_error: matches!(to, Processing | Success).then_some(None),
             succeeded_at: (to == Success)
                 .then(|| outcome.success_time.map(|t| t.naive_utc()).unwrap_or_else(crate::db::now)),
+            // Accepted: refund sync checks it from now on; settled: it has nothing left to check.
+            next_check_at: Some((to == Processing).then(|| crate::db::now() + FIRST_CHECK_AFTER)),
+            check_attempts: (to == Processing).then_some(0),
         };
         if !refunds::update_if_state(c, out_refund_no, &[refund.state], to, &changes)? {
             continue;

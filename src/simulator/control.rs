@@ -13,6 +13,7 @@ use super::config::Faults;
 use super::server::Mounted;
 use super::web::{JsonReply, json_error, json_ok, json_status, read_json};
 use super::{SimError, Simulator};
+use crate::wxpay::money::Fen;
 use crate::wxpay::time;
 use crate::wxpay::types::RefundStatus;
 
@@ -118,6 +119,32 @@ async fn post_settle(sim: &State<Mounted>, out_refund_no: &str, data: Data<'_>) 
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillAmount {
+    total_fee: i64,
+}
+
+/// Plants an amount difference: the paid order's total at WeChat (hence in its bill) becomes
+/// `total_fee` fen while the merchant keeps its own record.
+#[post("/control/orders/<out_trade_no>/bill-amount", data = "<data>")]
+async fn post_bill_amount(sim: &State<Mounted>, out_trade_no: &str, data: Data<'_>) -> JsonReply {
+    let body: BillAmount = match read_json(data).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    if body.total_fee <= 0 {
+        return json_error(Status::BadRequest, "total_fee must be a positive number of fen");
+    }
+    if !sim.0.write(|s| s.set_paid_total(out_trade_no, Fen::new(body.total_fee))) {
+        return json_error(Status::NotFound, format!("no paid order {out_trade_no:?}"));
+    }
+    match sim.0.order(out_trade_no) {
+        Some(view) => json_ok(json!(view)),
+        None => json_error(Status::NotFound, format!("no order {out_trade_no:?}")),
+    }
+}
+
 #[post("/control/reset")]
 fn post_reset(sim: &State<Mounted>) -> JsonReply {
     sim.0.reset();
@@ -125,7 +152,17 @@ fn post_reset(sim: &State<Mounted>) -> JsonReply {
 }
 
 pub(crate) fn routes() -> Vec<Route> {
-    routes![get_faults, post_faults, get_clock, post_clock, get_order, get_notifies, post_settle, post_reset]
+    routes![
+        get_faults,
+        post_faults,
+        get_clock,
+        post_clock,
+        get_order,
+        get_notifies,
+        post_settle,
+        post_bill_amount,
+        post_reset
+    ]
 }
 
 #[cfg(test)]

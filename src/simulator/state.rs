@@ -9,7 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::SimulatorError;
-use super::model::{NotifyAttempt, OAuthCode, OrderKey, SimOrder};
+use super::model::{NotifyAttempt, OAuthCode, OrderKey, OrderState, SimOrder};
+use crate::wxpay::money::Fen;
 
 /// At most this many notify attempts are kept (oldest dropped first).
 const NOTIFY_LOG_LIMIT: usize = 10_000;
@@ -74,6 +75,20 @@ impl SimState {
     pub fn find_by_out_trade_no(&self, mch_id: &str, out_trade_no: &str) -> Option<OrderKey> {
         let key = (mch_id.to_owned(), out_trade_no.to_owned());
         self.orders.contains_key(&key).then_some(key)
+    }
+
+    /// Rewrites the total of a paid order (under any merchant): WeChat's own record then disagrees
+    /// with the merchant's, so the bill (and orderquery) show `total_fee`. A test plants an amount
+    /// difference for reconciliation this way. `false` when there is no such paid order.
+    pub fn set_paid_total(&mut self, out_trade_no: &str, total_fee: Fen) -> bool {
+        let mut changed = false;
+        for order in self.orders.values_mut().filter(|o| o.out_trade_no == out_trade_no) {
+            if order.state == OrderState::Success {
+                order.total_fee = total_fee;
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Records a notify attempt, keeping the log bounded.

@@ -14,7 +14,7 @@ use crate::db::orders::Order;
 use crate::db::tokens;
 use crate::error::AppError;
 use crate::payments::Payments;
-use crate::payments::create::{CreateOrder, Created};
+use crate::payments::create::{ApiCreateOrder, Created};
 
 pub fn routes() -> Vec<rocket::Route> {
     routes![post_order, get_order]
@@ -116,6 +116,7 @@ pub fn order_json(order: &Order, config: &AppConfig) -> Value {
         "created_at": t(order.created_at),
         "expires_at": t(order.expires_at),
         "closed_at": order.closed_at.map(t),
+        "webhook_url": order.webhook_url,
     })
 }
 
@@ -129,8 +130,8 @@ async fn post_order(
     if !bytes.is_complete() {
         return Err(AppError::invalid("body", "larger than 64 KiB").into());
     }
-    let req = parse_create(&bytes)?;
-    let (status, order) = match payments.create_order(req).await? {
+    let (req, webhook_url) = parse_create(&bytes)?.into_parts();
+    let (status, order) = match payments.create_order_with_webhook(req, webhook_url).await? {
         Created::New(o) => (Status::Created, o),
         Created::Existing(o) => (Status::Ok, o),
     };
@@ -138,7 +139,7 @@ async fn post_order(
 }
 
 /// Reads the body, naming the offending field in every error.
-fn parse_create(bytes: &[u8]) -> Result<CreateOrder, ApiError> {
+fn parse_create(bytes: &[u8]) -> Result<ApiCreateOrder, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
