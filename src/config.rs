@@ -165,6 +165,22 @@ pub const ENV_KEYS: &[&str] = &[
 const FILE_SECRETS: &[&str] =
     &["WECHAT_APP_SECRET", "WECHAT_API_KEY", "API_TOKEN", "DATABASE_URL", "ADMIN_PASSWORD", "WEBHOOK_SECRET"];
 
+/// Settings that are numbers; every other variable is text.
+const NUMERIC_KEYS: &[&str] =
+    &["MAX_ORDER_FEN", "DEFAULT_EXPIRES_IN_SECONDS", "DB_POOL_SIZE", "JOB_TICK_MS", "JOB_CONCURRENCY"];
+
+/// Figment's `Env` reads values as TOML-like literals, so a numeric `WECHAT_MCH_ID` (every real
+/// one is), an all-digit password or token would arrive as a number and fail to load as text.
+/// Text settings are therefore merged again exactly as written.
+fn text_verbatim(mut fig: Figment, lookup: impl Fn(&str) -> Option<String>) -> Figment {
+    for name in ENV_KEYS.iter().filter(|k| !NUMERIC_KEYS.contains(k)) {
+        if let Some(value) = lookup(name) {
+            fig = fig.merge(Serialized::global(&name.to_ascii_lowercase(), value));
+        }
+    }
+    fig
+}
+
 /// The merchant credentials in force, real or the simulator's.
 #[derive(Debug, Clone)]
 pub struct WechatSettings {
@@ -230,7 +246,8 @@ impl AppConfig {
     /// Reads `Rocket.toml` (the active profile) and the environment, then validates. The
     /// environment wins over the file, and `NAME_FILE` wins over `NAME`.
     pub fn load(figment: &Figment) -> Result<AppConfig, ConfigError> {
-        let mut fig = figment.clone().merge(Env::raw().only(ENV_KEYS).global());
+        let fig = figment.clone().merge(Env::raw().only(ENV_KEYS).global());
+        let mut fig = text_verbatim(fig, |name| std::env::var(name).ok());
         for name in FILE_SECRETS {
             if let Some(value) = read_secret_file(name)? {
                 fig = fig.merge(Serialized::global(&name.to_ascii_lowercase(), value));
@@ -437,6 +454,26 @@ fn read_secret_file(name: &'static str) -> Result<Option<String>, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_looking_text_settings_load_as_written() {
+        let env = |name: &str| -> Option<String> {
+            match name {
+                "WECHAT_MCH_ID" => Some("10000100".into()),
+                "ADMIN_PASSWORD" => Some("0123456789012".into()),
+                "RECONCILE_AT" => Some("09:05".into()),
+                "JOB_TICK_MS" => Some("250".into()),
+                _ => None,
+            }
+        };
+        let parsed = Figment::new().merge(Serialized::global("wechat_mch_id", 10000100)).merge(("job_tick_ms", 250));
+        let raw: RawSettings =
+            text_verbatim(parsed, env).join(Serialized::defaults(RawSettings::default())).extract().unwrap();
+        assert_eq!(raw.wechat_mch_id.as_deref(), Some("10000100"));
+        assert_eq!(raw.admin_password.map(|p| p.expose().to_owned()).as_deref(), Some("0123456789012"));
+        assert_eq!(raw.reconcile_at, "09:05");
+        assert_eq!(raw.job_tick_ms, 250);
+    }
 
     fn real() -> RawSettings {
         RawSettings {

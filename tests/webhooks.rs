@@ -5,18 +5,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::admin::*;
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestApp, TestDb, free_port, prepay_id, test_figment};
+use common::merchant_endpoint::{Received, receiver};
 use rocket::figment::Figment;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use wechat_checkout::config::JobsSettings;
 use wechat_checkout::db::webhooks::{self, WebhookState};
 use wechat_checkout::db::{Db, audit};
@@ -25,117 +22,6 @@ use wechat_checkout::staff::Role;
 
 const SECRET: &str = "whsec-test-0123456789abcdefghij";
 const SCHEDULE: &str = "50ms,100ms,200ms,400ms,800ms,1s";
-
-// ---- A merchant endpoint ------------------------------------------------------------------
-
-/// One request the merchant endpoint received.
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    /// Lower-case names.
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("the body is JSON")
-    }
-
-    fn event_id(&self) -> i64 {
-        self.json()["id"].as_i64().expect("the body has an id")
-    }
-}
-
-/// A raw HTTP server standing in for the merchant: it answers 500 to the first `fail_first`
-/// requests, then 200, after `delay`; it keeps every request.
-struct Receiver {
-    base_url: String,
-    log: Arc<Mutex<Vec<Received>>>,
-}
-
-async fn receiver(fail_first: usize, delay: Duration) -> Receiver {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let failures_left = Arc::new(AtomicUsize::new(fail_first));
-    let l = log.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            let (log, failures_left) = (l.clone(), failures_left.clone());
-            tokio::spawn(async move {
-                let Some(request) = read_request(&mut socket).await else { return };
-                log.lock().unwrap().push(request);
-                tokio::time::sleep(delay).await;
-                let fail = failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-                let (status, body) = if fail { ("500 Internal Server Error", "boom") } else { ("200 OK", "ok") };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    Receiver { base_url, log }
-}
-
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Received> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let mut lines = head.lines();
-        let path = lines.next()?.split(' ').nth(1)?.to_owned();
-        let headers: HashMap<String, String> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let len = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-        if buf.len() >= end + 4 + len {
-            return Some(Received { path, headers, body: buf[end + 4..end + 4 + len].to_vec() });
-        }
-    }
-}
-
-impl Receiver {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Requests per event id.
-    fn counts(&self) -> BTreeMap<i64, usize> {
-        let mut counts = BTreeMap::new();
-        for r in self.received() {
-            *counts.entry(r.event_id()).or_default() += 1;
-        }
-        counts
-    }
-
-    /// Waits until `done` holds for what was received.
-    async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.received();
-            if done(&got) {
-                return got;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; received {got:#?}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
 
 // ---- The app ------------------------------------------------------------------------------
 

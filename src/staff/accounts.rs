@@ -42,15 +42,27 @@ pub fn bootstrap_first_admin(db: &Db, username: Option<&str>, password_text: Opt
     if existing > 0 {
         return Ok(());
     }
+    // Instances started together all see no accounts; the one whose insert loses the race to the
+    // same username leaves the account the other made.
+    let raced = |result: Result<(), AppError>, user: &str| match result {
+        Err(AppError::Conflict(_)) => {
+            tracing::info!(username = user, "first admin account created by another instance");
+            Ok(false)
+        }
+        other => other.map(|()| true),
+    };
     match (username, password_text) {
         (Some(u), Some(p)) => {
-            create_blocking(db, u, p, Role::Admin, false)?;
-            tracing::info!(username = u, "first admin account created from ADMIN_USERNAME");
+            if raced(create_blocking(db, u, p, Role::Admin, false), u)? {
+                tracing::info!(username = u, "first admin account created from ADMIN_USERNAME");
+            }
         }
         _ => {
             let user = username.unwrap_or("admin");
             let one_time = random_alphanumeric(16);
-            create_blocking(db, user, &one_time, Role::Admin, true)?;
+            if !raced(create_blocking(db, user, &one_time, Role::Admin, true), user)? {
+                return Ok(());
+            }
             eprintln!(
                 "\n================================================================\n\
                  Admin console: /admin   user: {user}\n\

@@ -110,3 +110,4 @@ async fn read_request_body(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
 pub mod admin;
 pub mod app;
 pub mod browser;
+pub mod merchant_endpoint;
