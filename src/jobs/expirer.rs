@@ -10,9 +10,7 @@
 //! lease name). A close that fails (WeChat unreachable, SYSTEMERROR) keeps its lease for
 //! [`RETRY_AFTER`], which is the back-off: no other pass on any instance retries it sooner.
 
-use futures_util::StreamExt;
-
-use super::{JobContext, JobReport, LEASE};
+use super::{JobContext, JobReport, LEASE, each_due};
 use crate::db::{self, orders};
 use crate::domain::OrderState;
 use crate::error::AppError;
@@ -40,14 +38,10 @@ pub async fn run_once(ctx: &JobContext) -> Result<JobReport, AppError> {
     if due.is_empty() {
         return Ok(JobReport::default());
     }
-    let results: Vec<Expired> = futures_util::stream::iter(due)
-        .map(|no| expire_one(ctx, no))
-        .buffer_unordered(ctx.settings.concurrency.max(1))
-        .collect()
-        .await;
+    let results = each_due(ctx, "expire", due, |no| async move { try_expire_one(ctx, &no).await }).await;
     let (mut report, mut paid, mut closed) = (JobReport::default(), 0, 0);
     for r in results {
-        match r {
+        match r.unwrap_or(Expired::Failed) {
             Expired::Skipped => {}
             Expired::Settled(state) => {
                 report.handled += 1;
@@ -67,17 +61,6 @@ pub async fn run_once(ctx: &JobContext) -> Result<JobReport, AppError> {
 
 fn owner(ctx: &JobContext) -> String {
     format!("{}/expire", ctx.owner())
-}
-
-async fn expire_one(ctx: &JobContext, no: String) -> Expired {
-    match try_expire_one(ctx, &no).await {
-        Ok(expired) => expired,
-        Err(e) => {
-            // The lease (if taken) runs out by itself; the order is picked up again then.
-            tracing::error!(out_trade_no = %no, error = %e, "expirer: database error");
-            Expired::Failed
-        }
-    }
 }
 
 async fn try_expire_one(ctx: &JobContext, no: &str) -> Result<Expired, AppError> {

@@ -21,6 +21,7 @@ pub mod webhooks;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -69,6 +70,31 @@ impl std::fmt::Display for JobReport {
         }
         Ok(())
     }
+}
+
+/// Handles the claimed-one-by-one rows of a pass, at most `JOB_CONCURRENCY` at once. A database
+/// error on one row is logged and yields `None`; the row's lease (if taken) runs out by itself and
+/// the row is picked up again then, so one bad row never stops the others.
+pub(crate) async fn each_due<T, F, Fut>(
+    ctx: &JobContext,
+    job: &'static str,
+    due: Vec<String>,
+    handle: F,
+) -> Vec<Option<T>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AppError>>,
+{
+    futures_util::stream::iter(due)
+        .map(|key| {
+            let work = handle(key.clone());
+            async move {
+                work.await.map_err(|e| tracing::error!(job, key = %key, error = %e, "job: database error")).ok()
+            }
+        })
+        .buffer_unordered(ctx.settings.concurrency.max(1))
+        .collect()
+        .await
 }
 
 /// The jobs by name, as the command line and the scheduler know them.

@@ -16,9 +16,8 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, NaiveDateTime};
-use futures_util::StreamExt;
 
-use super::{JobContext, JobReport, LEASE};
+use super::{JobContext, JobReport, LEASE, each_due};
 use crate::db::{self, orders};
 use crate::domain::OrderState;
 use crate::error::AppError;
@@ -34,7 +33,7 @@ enum Polled {
     Skipped,
     /// Queried; the order is now in this state.
     Queried(OrderState),
-    /// The query or its bookkeeping failed (logged); retried after a back-off.
+    /// The query (or, counted here too, its bookkeeping) failed; logged and retried later.
     Failed,
 }
 
@@ -45,15 +44,11 @@ pub async fn run_once(ctx: &JobContext) -> Result<JobReport, AppError> {
     if due.is_empty() {
         return Ok(JobReport::default());
     }
-    let results: Vec<Polled> = futures_util::stream::iter(due)
-        .map(|no| poll_one(ctx, no))
-        .buffer_unordered(ctx.settings.concurrency.max(1))
-        .collect()
-        .await;
+    let results = each_due(ctx, "poll", due, |no| async move { try_poll_one(ctx, &no).await }).await;
     let mut report = JobReport::default();
     let mut paid = 0;
     for r in results {
-        match r {
+        match r.unwrap_or(Polled::Failed) {
             Polled::Skipped => {}
             Polled::Queried(state) => {
                 report.handled += 1;
@@ -74,17 +69,6 @@ pub async fn run_once(ctx: &JobContext) -> Result<JobReport, AppError> {
 /// name, so neither can release the other's lease.
 fn owner(ctx: &JobContext) -> String {
     format!("{}/poll", ctx.owner())
-}
-
-async fn poll_one(ctx: &JobContext, no: String) -> Polled {
-    match try_poll_one(ctx, &no).await {
-        Ok(polled) => polled,
-        Err(e) => {
-            // The lease (if taken) runs out by itself; the order is picked up again then.
-            tracing::error!(out_trade_no = %no, error = %e, "poller: database error");
-            Polled::Failed
-        }
-    }
 }
 
 async fn try_poll_one(ctx: &JobContext, no: &str) -> Result<Polled, AppError> {

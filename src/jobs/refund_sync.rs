@@ -17,9 +17,8 @@
 //! [`FIRST_CHECK_AFTER`]: crate::payments::refund::FIRST_CHECK_AFTER
 
 use chrono::Duration;
-use futures_util::StreamExt;
 
-use super::{JobContext, JobReport, LEASE};
+use super::{JobContext, JobReport, LEASE, each_due};
 use crate::db::{self, refunds};
 use crate::error::AppError;
 use crate::payments::refund::{SEND_STALE_AFTER, describe_app};
@@ -52,14 +51,10 @@ pub async fn run_once(ctx: &JobContext) -> Result<JobReport, AppError> {
     if due.is_empty() {
         return Ok(JobReport::default());
     }
-    let results: Vec<Synced> = futures_util::stream::iter(due)
-        .map(|no| sync_one(ctx, no))
-        .buffer_unordered(ctx.settings.concurrency.max(1))
-        .collect()
-        .await;
+    let results = each_due(ctx, "refund-sync", due, |no| async move { try_sync_one(ctx, &no).await }).await;
     let mut report = JobReport::default();
     for r in results {
-        match r {
+        match r.unwrap_or(Synced::Failed) {
             Synced::Skipped => {}
             Synced::Checked => report.handled += 1,
             Synced::Failed => report.failed += 1,
@@ -76,17 +71,6 @@ pub fn backoff(attempts: i32) -> Duration {
 
 fn owner(ctx: &JobContext) -> String {
     format!("{}/refund-sync", ctx.owner())
-}
-
-async fn sync_one(ctx: &JobContext, no: String) -> Synced {
-    match try_sync_one(ctx, &no).await {
-        Ok(synced) => synced,
-        Err(e) => {
-            // The lease (if taken) runs out by itself; the refund is picked up again then.
-            tracing::error!(out_refund_no = %no, error = %e, "refund sync: database error");
-            Synced::Failed
-        }
-    }
 }
 
 async fn try_sync_one(ctx: &JobContext, no: &str) -> Result<Synced, AppError> {
