@@ -5,34 +5,14 @@
 
 mod common;
 
-use std::future::Future;
-
 use common::admin::*;
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestDb, prepay_id};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend, prepay_id};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::schema::orders as orders_table;
 use wechat_checkout::db::{Db, audit, exceptions, notify_log, orders, refunds};
 use wechat_checkout::staff::Role;
-
-async fn on_every_backend<F, Fut>(scenario: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = TestApp>,
-{
-    let started = std::time::Instant::now();
-    scenario(TestApp::sqlite().await).await.stop().await;
-    eprintln!("sqlite: {:?}", started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let started = std::time::Instant::now();
-            scenario(TestApp::start(db, None, |f| f).await).await.stop().await;
-            eprintln!("postgres: {:?}", started.elapsed());
-        }
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
 
 fn db(app: &TestApp) -> Db {
     Db::connect(&app.db.url(), 2).unwrap()

@@ -7,28 +7,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::future::Future;
 
 use chrono::{DateTime, Days, Duration, NaiveDate, TimeZone, Utc};
 use common::admin::*;
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestDb};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
 use diesel::prelude::*;
 use wechat_checkout::db::Db;
 use wechat_checkout::db::schema::{audit_log, exceptions, orders, refunds};
 use wechat_checkout::staff::Role;
 use wechat_checkout::wxpay::time::{beijing, beijing_date, beijing_day_start};
-
-async fn on_every_backend<F, Fut>(scenario: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = TestApp>,
-{
-    scenario(TestApp::sqlite().await).await.stop().await;
-    match TestDb::postgres() {
-        Some(db) => scenario(TestApp::start(db, None, |f| f).await).await.stop().await,
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
 
 /// An order as seeded.
 #[derive(Clone, Debug)]

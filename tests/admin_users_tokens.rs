@@ -6,25 +6,10 @@
 
 mod common;
 
-use std::future::Future;
-
 use common::admin::*;
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestDb};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
 use wechat_checkout::db::{Db, DbError, audit, staff as staff_db};
 use wechat_checkout::staff::Role;
-
-/// Runs a scenario on a fresh SQLite file, then on a fresh PostgreSQL database if configured.
-async fn on_every_backend<F, Fut>(scenario: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = TestApp>,
-{
-    scenario(TestApp::sqlite().await).await.stop().await;
-    match TestDb::postgres() {
-        Some(db) => scenario(TestApp::start(db, None, |f| f).await).await.stop().await,
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
 
 /// GETs a page that must load, returning its HTML.
 async fn page(app: &TestApp, client: &reqwest::Client, path: &str) -> String {

@@ -4,22 +4,7 @@
 
 mod common;
 
-use std::future::Future;
-
-use common::app::{TestApp, TestDb, prepay_id};
-
-/// Runs a scenario on a fresh SQLite file, then on a fresh PostgreSQL database if configured.
-async fn on_every_backend<F, Fut>(scenario: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = TestApp>,
-{
-    scenario(TestApp::sqlite().await).await.stop().await;
-    match TestDb::postgres() {
-        Some(db) => scenario(TestApp::start(db, None, |f| f).await).await.stop().await,
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
+use common::app::{on_every_backend, prepay_id};
 
 #[tokio::test]
 async fn create_oauth_pay_notify_paid() {

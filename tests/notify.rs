@@ -4,25 +4,11 @@
 
 mod common;
 
-use std::future::Future;
-
-use common::app::{TestApp, TestDb};
+use common::app::{TestApp, on_every_backend};
 use wechat_checkout::db::{Db, events, exceptions, notify_log};
 use wechat_checkout::simulator::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
 use wechat_checkout::wxpay::{ApiKey, Fields, Merchant, SignType};
-
-async fn on_every_backend<F, Fut>(scenario: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = TestApp>,
-{
-    scenario(TestApp::sqlite().await).await.stop().await;
-    match TestDb::postgres() {
-        Some(db) => scenario(TestApp::start(db, None, |f| f).await).await.stop().await,
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
 
 fn merchant(sign_type: SignType) -> Merchant {
     Merchant {

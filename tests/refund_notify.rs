@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::Duration;
 
 use common::admin::{csrf_of, get, sign_in};
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestDb, prepay_id};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend, prepay_id};
 use serde_json::{Value, json};
 use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::{Db, events, exceptions, notify_log, orders, refunds};
@@ -18,24 +17,6 @@ use wechat_checkout::simulator::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
 use wechat_checkout::wxpay::refund_notify::encrypt_req_info;
 use wechat_checkout::wxpay::{ApiKey, xml};
-
-async fn on_every_backend<F, Fut>(scenario: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = TestApp>,
-{
-    let started = std::time::Instant::now();
-    scenario(TestApp::sqlite().await).await.stop().await;
-    eprintln!("sqlite: {:?}", started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let started = std::time::Instant::now();
-            scenario(TestApp::start(db, None, |f| f).await).await.stop().await;
-            eprintln!("postgres: {:?}", started.elapsed());
-        }
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
 
 fn db(app: &TestApp) -> Db {
     Db::connect(&app.db.url(), 2).unwrap()

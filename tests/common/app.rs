@@ -234,3 +234,23 @@ impl TestApp {
 pub fn prepay_id(jsapi: &serde_json::Value) -> String {
     jsapi["params"]["package"].as_str().unwrap().strip_prefix("prepay_id=").unwrap().to_owned()
 }
+
+/// Runs `scenario` on a fresh app on SQLite, then on PostgreSQL when `TEST_DATABASE_URL` is set,
+/// printing each run's time.
+pub async fn on_every_backend<F, Fut>(scenario: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = TestApp>,
+{
+    let started = std::time::Instant::now();
+    scenario(TestApp::sqlite().await).await.stop().await;
+    eprintln!("sqlite: {:?}", started.elapsed());
+    match TestDb::postgres() {
+        Some(db) => {
+            let started = std::time::Instant::now();
+            scenario(TestApp::start(db, None, |f| f).await).await.stop().await;
+            eprintln!("postgres: {:?}", started.elapsed());
+        }
+        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
+    }
+}

@@ -520,7 +520,10 @@ async fn confirm_by_orderquery(
                 applied += 1;
                 resolutions.push((no, APPLIED_VIA_ORDERQUERY.to_owned()));
             }
-            Ok(state) => resolutions.push((no, format!("orderquery: still {state} at WeChat; not applied"))),
+            // `state` is our order's state after the query, not WeChat's: WeChat may well say
+            // SUCCESS (e.g. with another amount, which the transition refuses and raises as an
+            // exception), so the note must not claim what WeChat said; the timeline has that.
+            Ok(state) => resolutions.push((no, format!("orderquery: not applied; the order is still {state} here"))),
             Err(e) => {
                 failed += 1;
                 tracing::warn!(out_trade_no = no, error = %e, "orderquery during reconciliation failed");
