@@ -113,7 +113,8 @@ async fn app_with_webhook_secret() -> TestApp {
 }
 
 fn with_hook(id: &str, url: Value) -> String {
-    json!({ "amount_fen": 100, "description": "x", "merchant_order_id": id, "webhook_url": url }).to_string()
+    json!({ "amount_fen": 100, "description": "演示商店-测试商品", "merchant_order_id": id, "webhook_url": url })
+        .to_string()
 }
 
 #[tokio::test]
