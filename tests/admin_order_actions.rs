@@ -6,61 +6,24 @@
 mod common;
 
 use common::admin::*;
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend, prepay_id};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
 use diesel::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::schema::orders as orders_table;
-use wechat_checkout::db::{Db, audit, exceptions, notify_log, orders, refunds};
+use wechat_checkout::db::{audit, exceptions, notify_log, orders, refunds};
 use wechat_checkout::staff::Role;
 
-fn db(app: &TestApp) -> Db {
-    Db::connect(&app.db.url(), 2).unwrap()
-}
-
 fn order_row(app: &TestApp, no: &str) -> orders::Order {
-    orders::find(&mut db(app).conn().unwrap(), no).unwrap().unwrap()
+    orders::find(&mut app.db_handle().conn().unwrap(), no).unwrap().unwrap()
 }
 
 fn refund_rows(app: &TestApp, no: &str) -> Vec<refunds::RefundRow> {
-    refunds::for_order(&mut db(app).conn().unwrap(), no).unwrap()
+    refunds::for_order(&mut app.db_handle().conn().unwrap(), no).unwrap()
 }
 
 fn audit_actions(app: &TestApp, no: &str) -> Vec<String> {
-    audit::for_order(&mut db(app).conn().unwrap(), no).unwrap().into_iter().map(|a| a.action).collect()
-}
-
-async fn control(app: &TestApp, path: &str, body: Value) -> Value {
-    let res = app.http.post(app.url(&format!("/simulator/control/{path}"))).json(&body).send().await.unwrap();
-    assert!(res.status().is_success(), "control {path}: {}", res.status());
-    res.json().await.unwrap()
-}
-
-async fn sim_order(app: &TestApp, no: &str) -> Value {
-    app.http.get(app.url(&format!("/simulator/control/orders/{no}"))).send().await.unwrap().json().await.unwrap()
-}
-
-/// An order with a prepay (PAYING).
-async fn paying_order(app: &TestApp, id: &str, fen: i64) -> (String, String) {
-    let order = app.create_order(id, fen).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_owned();
-    let prepay = prepay_id(&app.jsapi(&no).await);
-    (no, prepay)
-}
-
-/// An order paid through the simulator, its notify applied.
-async fn paid_order(app: &TestApp, id: &str, fen: i64) -> String {
-    let (no, prepay) = paying_order(app, id, fen).await;
-    assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
-    assert!(app.wait_for_state(&no, "PAID").await, "{no} never became PAID");
-    // The status poll may have seen the payment first; the notify follows and is logged.
-    for _ in 0..100 {
-        if !notify_log::for_order(&mut db(app).conn().unwrap(), &no).unwrap().is_empty() {
-            return no;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the payment notify of {no} was never logged");
+    audit::for_order(&mut app.db_handle().conn().unwrap(), no).unwrap().into_iter().map(|a| a.action).collect()
 }
 
 fn page_path(no: &str) -> String {
@@ -84,36 +47,9 @@ async fn flash(app: &TestApp, client: &reqwest::Client, no: &str) -> String {
     html[start..start + html[start..].find("</p>").unwrap()].to_owned()
 }
 
-/// The refund form of an order page: its CSRF token and stable out_refund_no.
-async fn refund_form(app: &TestApp, client: &reqwest::Client, no: &str) -> (String, String) {
-    let (_, html) = get(app, client, &page_path(no)).await;
-    let marker = "name=\"out_refund_no\" value=\"";
-    let at = html.find(marker).expect("the page has a refund form") + marker.len();
-    (csrf_of(&html), html[at..].split('"').next().unwrap().to_owned())
-}
-
-async fn submit_refund(
-    app: &TestApp,
-    client: &reqwest::Client,
-    no: &str,
-    form: &(String, String),
-    amount: &str,
-) -> reqwest::Response {
-    let fields = [
-        ("csrf", form.0.as_str()),
-        ("out_refund_no", form.1.as_str()),
-        ("amount", amount),
-        ("reason", "顾客申请退货"),
-        ("confirm", "yes"),
-    ];
-    client.post(app.url(&format!("/admin/orders/{no}/refund"))).form(&fields).send().await.unwrap()
-}
-
 async fn refund(app: &TestApp, client: &reqwest::Client, no: &str, amount: &str) -> (String, String) {
-    let form = refund_form(app, client, no).await;
-    let res = submit_refund(app, client, no, &form, amount).await;
-    assert_eq!(res.status(), 303);
-    (form.1, flash(app, client, no).await)
+    let out_refund_no = console_refund(app, client, no, amount).await;
+    (out_refund_no, flash(app, client, no).await)
 }
 
 async fn admin(app: &TestApp) -> reqwest::Client {
@@ -123,8 +59,8 @@ async fn admin(app: &TestApp) -> reqwest::Client {
 #[tokio::test]
 async fn requery_applies_a_payment_whose_notify_was_lost() {
     on_every_backend(|app| async move {
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
-        let (no, prepay) = paying_order(&app, "REQ-1", 1990).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (no, prepay) = app.paying_order("REQ-1", 1990).await;
         assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert_eq!(order_row(&app, &no).state.as_str(), "PAYING", "no notify arrived");
@@ -155,25 +91,25 @@ async fn close_respects_the_five_minute_rule() {
     on_every_backend(|app| async move {
         create_staff(&app, "operator1", Role::Operator);
         let op = sign_in(&app, "operator1", STAFF_PASSWORD).await;
-        let (no, _) = paying_order(&app, "CLOSE-1", 500).await;
+        let (no, _) = app.paying_order("CLOSE-1", 500).await;
 
         let message = act(&app, &op, &no, "close").await;
         assert!(message.contains("5 分钟") && message.contains("未调用微信支付"), "{message}");
         assert_eq!(order_row(&app, &no).state.as_str(), "PAYING");
-        assert_eq!(sim_order(&app, &no).await["state"], "NOTPAY");
+        assert_eq!(app.sim_order(&no).await["state"], "NOTPAY");
 
         // Six minutes later, for us (the prepay's time) and for WeChat (its clock).
         let earlier = (chrono::Utc::now() - chrono::Duration::minutes(6)).naive_utc();
         diesel::update(orders_table::table.filter(orders_table::out_trade_no.eq(&no)))
             .set(orders_table::prepay_created_at.eq(Some(earlier)))
-            .execute(&mut db(&app).conn().unwrap())
+            .execute(&mut app.db_handle().conn().unwrap())
             .unwrap();
-        control(&app, "clock", json!({ "advance_seconds": 360 })).await;
+        app.control("clock", json!({ "advance_seconds": 360 })).await;
 
         let message = act(&app, &op, &no, "close").await;
         assert_eq!(message, "已在微信支付关闭订单，订单已标记为已关闭");
         assert_eq!(order_row(&app, &no).state.as_str(), "CLOSED");
-        assert_eq!(sim_order(&app, &no).await["state"], "CLOSED");
+        assert_eq!(app.sim_order(&no).await["state"], "CLOSED");
         let (_, html) = get(&app, &op, &page_path(&no)).await;
         assert!(html.contains("订单关闭（来源：关单）"));
         assert!(!html.contains("/close\""), "a closed order offers no close");
@@ -186,12 +122,12 @@ async fn close_respects_the_five_minute_rule() {
         assert_eq!(order_row(&app, &local).state.as_str(), "CLOSED");
 
         // A paid order cannot be closed: WeChat is asked, answers ORDERPAID, and the paid path runs.
-        let (paid, prepay) = paying_order(&app, "CLOSE-3", 700).await;
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (paid, prepay) = app.paying_order("CLOSE-3", 700).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
         app.shopper(&prepay, "ok").await;
         diesel::update(orders_table::table.filter(orders_table::out_trade_no.eq(&paid)))
             .set(orders_table::prepay_created_at.eq(Some(earlier)))
-            .execute(&mut db(&app).conn().unwrap())
+            .execute(&mut app.db_handle().conn().unwrap())
             .unwrap();
         let message = act(&app, &op, &paid, "close").await;
         assert!(message.contains("已支付"), "{message}");
@@ -208,10 +144,10 @@ async fn close_respects_the_five_minute_rule() {
 #[tokio::test]
 async fn a_full_refund_reaches_success_through_requery() {
     on_every_backend(|app| async move {
-        let no = paid_order(&app, "REF-FULL", 1990).await;
+        let no = app.paid_order("REF-FULL", 1990).await;
         let admin = admin(&app).await;
         // Refund notifies are lost: the re-query must find the outcome.
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
         let (out_refund_no, message) = refund(&app, &admin, &no, "19.90").await;
         assert!(message.contains("微信支付已受理"), "{message}");
         assert!(out_refund_no.starts_with(&format!("R{no}-")));
@@ -222,7 +158,7 @@ async fn a_full_refund_reaches_success_through_requery() {
         assert!(html.contains("退款：退款中"));
         assert!(!html.contains("name=\"out_refund_no\""), "nothing is left to refund");
 
-        control(&app, &format!("refunds/{out_refund_no}/settle"), json!({ "status": "SUCCESS" })).await;
+        app.control(&format!("refunds/{out_refund_no}/settle"), json!({ "status": "SUCCESS" })).await;
         let message = act(&app, &admin, &no, "requery").await;
         assert!(message.contains(&format!("退款 {out_refund_no} 微信支付返回 SUCCESS")), "{message}");
         let order = order_row(&app, &no);
@@ -234,7 +170,7 @@ async fn a_full_refund_reaches_success_through_requery() {
         assert!(html.contains("退款成功（来源：查询）"));
 
         // The payment notify stored earlier can be re-processed: verified and logged again.
-        let first = notify_log::for_order(&mut db(&app).conn().unwrap(), &no).unwrap()[0].clone();
+        let first = notify_log::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap()[0].clone();
         let res = post_form(
             &app,
             &admin,
@@ -245,7 +181,7 @@ async fn a_full_refund_reaches_success_through_requery() {
         .await;
         assert_eq!(res.status(), 303);
         assert_eq!(res.headers()["location"], page_path(&no));
-        let logged = notify_log::for_order(&mut db(&app).conn().unwrap(), &no).unwrap();
+        let logged = notify_log::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap();
         assert_eq!(logged.len(), 2);
         assert_eq!(logged[1].verdict, "duplicate");
         assert_eq!(logged[1].raw_body, first.raw_body);
@@ -259,7 +195,7 @@ async fn a_full_refund_reaches_success_through_requery() {
 #[tokio::test]
 async fn partial_refunds_never_exceed_the_payment() {
     on_every_backend(|app| async move {
-        let no = paid_order(&app, "REF-PART", 1000).await;
+        let no = app.paid_order("REF-PART", 1000).await;
         let admin = admin(&app).await;
         let (first, message) = refund(&app, &admin, &no, "3").await;
         assert!(message.contains("微信支付已受理"), "{message}");
@@ -267,7 +203,7 @@ async fn partial_refunds_never_exceed_the_payment() {
         // More than what is left: refused here, WeChat never asked.
         let (_, message) = refund(&app, &admin, &no, "7.01").await;
         assert!(message.contains("超过可退金额 7.00 元") && message.contains("未向微信支付发起退款"), "{message}");
-        assert_eq!(sim_order(&app, &no).await["refunds"].as_array().unwrap().len(), 1);
+        assert_eq!(app.sim_order(&no).await["refunds"].as_array().unwrap().len(), 1);
         assert_eq!(refund_rows(&app, &no).len(), 1);
 
         // Bad input is refused with a message, never a 500.
@@ -310,12 +246,12 @@ async fn partial_refunds_never_exceed_the_payment() {
         assert!(html.contains(&format!("/refunds/{second}/retry")));
 
         // A minute later the retry sends the same number and WeChat accepts it.
-        control(&app, "clock", json!({ "advance_seconds": 61 })).await;
+        app.control("clock", json!({ "advance_seconds": 61 })).await;
         let res =
             post_form(&app, &admin, &page_path(&no), &format!("/admin/orders/{no}/refunds/{second}/retry"), &[]).await;
         assert_eq!(res.status(), 303);
         assert!(flash(&app, &admin, &no).await.contains("微信支付已受理"));
-        let sim: Vec<String> = sim_order(&app, &no).await["refunds"]
+        let sim: Vec<String> = app.sim_order(&no).await["refunds"]
             .as_array()
             .unwrap()
             .iter()
@@ -336,26 +272,26 @@ async fn a_double_submitted_refund_form_refunds_once() {
         let admin = admin(&app).await;
 
         // The same form twice, one after the other.
-        let no = paid_order(&app, "REF-DOUBLE", 800).await;
+        let no = app.paid_order("REF-DOUBLE", 800).await;
         let form = refund_form(&app, &admin, &no).await;
         assert_eq!(submit_refund(&app, &admin, &no, &form, "8.00").await.status(), 303);
         assert!(flash(&app, &admin, &no).await.contains("微信支付已受理"));
         assert_eq!(submit_refund(&app, &admin, &no, &form, "8.00").await.status(), 303);
         let message = flash(&app, &admin, &no).await;
         assert!(message.contains("已提交过") && message.contains("未重复退款"), "{message}");
-        assert_eq!(sim_order(&app, &no).await["refunds"].as_array().unwrap().len(), 1);
+        assert_eq!(app.sim_order(&no).await["refunds"].as_array().unwrap().len(), 1);
         assert_eq!(refund_rows(&app, &no).len(), 1);
         assert_eq!(order_row(&app, &no).refund_reserved.get(), 800);
         assert_eq!(audit_actions(&app, &no), ["refund", "refund_resubmitted"]);
 
         // The same form eight times at once.
-        let no = paid_order(&app, "REF-CONCURRENT", 900).await;
+        let no = app.paid_order("REF-CONCURRENT", 900).await;
         let form = refund_form(&app, &admin, &no).await;
         let posts = (0..8).map(|_| submit_refund(&app, &admin, &no, &form, "9.00"));
         for res in futures::future::join_all(posts).await {
             assert_eq!(res.status(), 303);
         }
-        let sim = sim_order(&app, &no).await;
+        let sim = app.sim_order(&no).await;
         assert_eq!(sim["refunds"].as_array().unwrap().len(), 1, "{sim}");
         assert_eq!(sim["refunds"][0]["out_refund_no"], form.1.as_str());
         let rows = refund_rows(&app, &no);
@@ -378,7 +314,7 @@ async fn roles_are_enforced_on_every_action() {
     create_staff(&app, "operator1", Role::Operator);
     let viewer = sign_in(&app, "viewer", STAFF_PASSWORD).await;
     let op = sign_in(&app, "operator1", STAFF_PASSWORD).await;
-    let no = paid_order(&app, "ROLES-1", 300).await;
+    let no = app.paid_order("ROLES-1", 300).await;
     let admin_client = admin(&app).await;
     let form = refund_form(&app, &admin_client, &no).await;
 
@@ -395,7 +331,7 @@ async fn roles_are_enforced_on_every_action() {
         let res = post_form(&app, client, &page_path(&no), &format!("/admin/orders/{no}/{action}"), &fields).await;
         assert_eq!(res.status(), 403, "{action}");
     }
-    let id = notify_log::for_order(&mut db(&app).conn().unwrap(), &no).unwrap()[0].id;
+    let id = notify_log::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap()[0].id;
     let res = post_form(&app, &viewer, &page_path(&no), &format!("/admin/notifies/{id}/reprocess"), &[]).await;
     assert_eq!(res.status(), 403);
     assert!(refund_rows(&app, &no).is_empty());
@@ -419,7 +355,7 @@ async fn pages_and_exceptions() {
         create_staff(&app, "operator1", Role::Operator);
         let viewer = sign_in(&app, "viewer", STAFF_PASSWORD).await;
         let op = sign_in(&app, "operator1", STAFF_PASSWORD).await;
-        let no = paid_order(&app, "PAGES-1", 300).await;
+        let no = app.paid_order("PAGES-1", 300).await;
 
         // Unknown or malformed orders are a 404 page, not an error.
         for path in ["/admin/orders/WC0000000000000000", "/admin/orders/%3Cscript%3E", "/admin/orders/a%20b"] {
@@ -432,7 +368,7 @@ async fn pages_and_exceptions() {
         assert!(html.contains("&#60;xml&#62;") && !html.contains("<xml>"), "raw bodies are escaped");
         assert!(!html.contains("/reprocess\""), "viewers cannot re-process");
         // Paid by the notify, or by the status poll first (then the notify is a duplicate).
-        let verdict = notify_log::for_order(&mut db(&app).conn().unwrap(), &no).unwrap()[0].verdict.clone();
+        let verdict = notify_log::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap()[0].verdict.clone();
         let (_, html) = get(&app, &viewer, &format!("/admin/notifies?verdict={verdict}&kind=payment")).await;
         assert!(html.contains(&format!("data-verdict=\"{verdict}\"")) && html.contains("data-kind=\"payment\""));
         let (_, html) = get(&app, &viewer, "/admin/notifies?verdict=bad_signature").await;
@@ -443,7 +379,7 @@ async fn pages_and_exceptions() {
         }
 
         // Exceptions: listed open first, resolved with a note by an operator, once.
-        let conn = &mut db(&app).conn().unwrap();
+        let conn = &mut app.db_handle().conn().unwrap();
         for (i, kind) in ["amount_mismatch", "refund_change"].into_iter().enumerate() {
             exceptions::raise(
                 conn,
@@ -534,7 +470,7 @@ fn ids_and_next(html: &str, row_class: &str) -> (Vec<i64>, Option<String>) {
 async fn lists_page_by_keyset() {
     let app = TestApp::sqlite().await;
     let viewer = admin(&app).await;
-    let conn = &mut db(&app).conn().unwrap();
+    let conn = &mut app.db_handle().conn().unwrap();
     for i in 0..120 {
         notify_log::insert(
             conn,

@@ -15,32 +15,27 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
-use common::admin::{get, sign_in};
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestDb, prepay_id, test_figment};
+use common::admin::{console_refund, sign_in};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_with, order_row};
 use diesel::prelude::*;
 use rocket::figment::Figment;
-use serde_json::{Value, json};
-use wechat_checkout::config::AppConfig;
+use serde_json::json;
 use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::schema::{orders as orders_t, refunds as refunds_t};
 use wechat_checkout::db::{Db, events, exceptions, notify_log, orders, refunds};
 use wechat_checkout::jobs::{JobContext, expirer, poller};
-use wechat_checkout::payments::Payments;
-use wechat_checkout::payments::notify_writer::NotifyWriter;
 use wechat_checkout::wxpay::download_bill::{BillDownload, DownloadBill};
 use wechat_checkout::wxpay::order_query::{CloseOrder, OrderQuery, OrderQueryReply};
 use wechat_checkout::wxpay::refund::{Refund, RefundQuery, RefundQueryReply, RefundReply};
 use wechat_checkout::wxpay::types::OrderRef;
 use wechat_checkout::wxpay::unified_order::{UnifiedOrder, UnifiedOrderReply};
-use wechat_checkout::wxpay::{GatewayConfig, HttpPayGateway, Merchant, PayGateway, WxError};
+use wechat_checkout::wxpay::{PayGateway, WxError};
 
 /// The poll schedule of the poller suite: the brief's scaled steps plus a last, longer one so a
 /// slow machine that pays a little late is still caught.
 const FAST_SCHEDULE: &str = "100ms,200ms,400ms,2s";
 /// A schedule that keeps the poller out of the way (the expirer and refund suites).
 const IDLE_SCHEDULE: &str = "1h";
-/// Generous limit for anything the jobs should do within a few ticks.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Runs `scenario` on SQLite, then on PostgreSQL when available, each on a fresh app whose jobs
 /// run every 50 ms with `schedule` (`jobs` false: the jobs stay off and the test drives them).
@@ -49,39 +44,14 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: Future<Output = TestApp>,
 {
-    let tweak = move |bills: &Path| {
-        let bills = bills.to_string_lossy().into_owned();
-        move |f: Figment| {
-            f.merge(("jobs", if jobs { "on" } else { "off" }))
-                .merge(("poll_schedule", schedule))
-                .merge(("job_tick_ms", 50))
-                // The reconciler runs with the other jobs; its bills stay in the test's directory.
-                .merge(("bill_dir", bills))
-        }
+    let tweak = move |f: Figment, bills: &Path| {
+        f.merge(("jobs", if jobs { "on" } else { "off" }))
+            .merge(("poll_schedule", schedule))
+            .merge(("job_tick_ms", 50))
+            // The reconciler runs with the other jobs; its bills stay in the test's directory.
+            .merge(("bill_dir", bills.to_string_lossy().into_owned()))
     };
-    let dir = tempfile::tempdir().unwrap();
-    let bills = dir.path().join("bills");
-    let db = TestDb::sqlite(&dir);
-    let started = Instant::now();
-    scenario(TestApp::start(db, Some(dir), tweak(&bills)).await).await.stop().await;
-    eprintln!("sqlite: {:?}", started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let dir = tempfile::tempdir().unwrap();
-            let started = Instant::now();
-            scenario(TestApp::start(db, None, tweak(&dir.path().join("bills"))).await).await.stop().await;
-            eprintln!("postgres: {:?}", started.elapsed());
-        }
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
-}
-
-fn db(app: &TestApp) -> Db {
-    Db::connect(&app.db.url(), 2).unwrap()
-}
-
-fn order_row(db: &Db, no: &str) -> orders::Order {
-    orders::find(&mut db.conn().unwrap(), no).unwrap().unwrap()
+    on_every_backend_with(tweak, |app, _| scenario(app)).await;
 }
 
 fn schedule_of(db: &Db, no: &str) -> orders::QuerySchedule {
@@ -110,49 +80,20 @@ fn age_order(db: &Db, no: &str, prepay_age: Option<chrono::Duration>) {
     diesel::update(target).set(orders_t::expires_at.eq(ago(chrono::Duration::seconds(1)))).execute(&mut conn).unwrap();
 }
 
-async fn control(app: &TestApp, path: &str, body: Value) -> Value {
-    let res = app.http.post(app.url(&format!("/simulator/control/{path}"))).json(&body).send().await.unwrap();
-    assert!(res.status().is_success(), "control {path}: {}", res.status());
-    res.json().await.unwrap()
-}
-
-async fn sim_order(app: &TestApp, no: &str) -> Value {
-    app.http.get(app.url(&format!("/simulator/control/orders/{no}"))).send().await.unwrap().json().await.unwrap()
-}
-
-async fn paying_order(app: &TestApp, id: &str, fen: i64) -> (String, String) {
-    let order = app.create_order(id, fen).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_owned();
-    let prepay = prepay_id(&app.jsapi(&no).await);
-    (no, prepay)
-}
-
-/// Polls `check` every 25 ms until it holds or [`PATIENCE`] runs out.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn lost_notifies_are_recovered_by_the_poller_on_schedule() {
     on_every_backend(true, FAST_SCHEDULE, |app| async move {
-        let db = db(&app);
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let db = app.db_handle();
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
         let mut paid = Vec::new();
         for i in 0..10 {
-            let (no, prepay) = paying_order(&app, &format!("POLL-PAID-{i}"), 100 + i).await;
+            let (no, prepay) = app.paying_order(&format!("POLL-PAID-{i}"), 100 + i).await;
             assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
             paid.push(no);
         }
         let mut unpaid = Vec::new();
         for i in 0..3 {
-            unpaid.push(paying_order(&app, &format!("POLL-OPEN-{i}"), 300 + i).await.0);
+            unpaid.push(app.paying_order(&format!("POLL-OPEN-{i}"), 300 + i).await.0);
         }
 
         let start = Instant::now();
@@ -192,7 +133,7 @@ async fn lost_notifies_are_recovered_by_the_poller_on_schedule() {
                 "{no}: the first query waited for the first step"
             );
             assert!(queried.iter().all(|q| q.detail.contains("NOTPAY")), "{no}: {queried:?}");
-            assert_eq!(sim_order(&app, no).await["state"], "NOTPAY");
+            assert_eq!(app.sim_order(no).await["state"], "NOTPAY");
         }
         // Nothing further is queried once the schedule is over.
         let before: Vec<usize> = unpaid.iter().map(|no| kinds(&db, no).len()).collect();
@@ -207,17 +148,17 @@ async fn lost_notifies_are_recovered_by_the_poller_on_schedule() {
 #[tokio::test]
 async fn expired_orders_close_at_wechat_and_locally_but_a_last_second_payment_ends_paid() {
     on_every_backend(true, IDLE_SCHEDULE, |app| async move {
-        let db = db(&app);
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
-        let (unpaid, _) = paying_order(&app, "EXP-OPEN", 500).await;
-        let (last_second, prepay) = paying_order(&app, "EXP-LATE", 600).await;
+        let db = app.db_handle();
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (unpaid, _) = app.paying_order("EXP-OPEN", 500).await;
+        let (last_second, prepay) = app.paying_order("EXP-LATE", 600).await;
         let never = app.create_order("EXP-NEVER", 700).await["out_trade_no"].as_str().unwrap().to_owned();
-        let (young, _) = paying_order(&app, "EXP-YOUNG", 800).await;
+        let (young, _) = app.paying_order("EXP-YOUNG", 800).await;
 
         // The shopper pays just before the expiry; the notify is lost.
         assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
         // Six minutes pass, for WeChat (its clock) and for us (the prepay times and expiries).
-        control(&app, "clock", json!({ "advance_seconds": 360 })).await;
+        app.control("clock", json!({ "advance_seconds": 360 })).await;
         let six_minutes = chrono::Duration::minutes(6);
         age_order(&db, &unpaid, Some(six_minutes));
         age_order(&db, &last_second, Some(six_minutes));
@@ -231,14 +172,14 @@ async fn expired_orders_close_at_wechat_and_locally_but_a_last_second_payment_en
         .await;
 
         assert_eq!(order_row(&db, &unpaid).state.as_str(), "CLOSED");
-        assert_eq!(sim_order(&app, &unpaid).await["state"], "CLOSED", "closed at WeChat too");
+        assert_eq!(app.sim_order(&unpaid).await["state"], "CLOSED", "closed at WeChat too");
         let k = kinds(&db, &unpaid);
         assert!(k.contains(&"queried".to_owned()), "queried before closing: {k:?}");
         assert!(k.iter().position(|e| e == "queried") < k.iter().position(|e| e == "closed"));
 
         let late = order_row(&db, &last_second);
         assert_eq!(late.state.as_str(), "PAID", "a payment at the last second is never closed over");
-        assert_eq!(sim_order(&app, &last_second).await["state"], "SUCCESS");
+        assert_eq!(app.sim_order(&last_second).await["state"], "SUCCESS");
         assert!(!kinds(&db, &last_second).contains(&"closed".to_owned()));
 
         assert_eq!(order_row(&db, &never).state.as_str(), "CLOSED");
@@ -247,7 +188,7 @@ async fn expired_orders_close_at_wechat_and_locally_but_a_last_second_payment_en
         // A few more passes: the young order is left alone (no query, no closeorder).
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(order_row(&db, &young).state.as_str(), "PAYING");
-        assert_eq!(sim_order(&app, &young).await["state"], "NOTPAY");
+        assert_eq!(app.sim_order(&young).await["state"], "NOTPAY");
         assert_eq!(kinds(&db, &young), ["created", "prepay_issued"], "neither queried nor closed");
         // Leases are given back.
         for no in [&unpaid, &last_second, &never] {
@@ -344,24 +285,7 @@ impl PayGateway for Observed {
 /// Another instance's jobs on the app's database: its own `Payments` whose WeChat client is the
 /// real one wrapped in [`Observed`], and its own lease name.
 fn instance(app: &TestApp, name: &str, gateway: impl FnOnce(Arc<dyn PayGateway>) -> Observed) -> JobContext {
-    let port: u16 = app.base_url.rsplit(':').next().unwrap().parse().unwrap();
-    let config = AppConfig::from_figment(test_figment(port, &app.db.url()).merge(("instance_id", name))).unwrap();
-    let db = Db::connect(&config.database_url, 8).unwrap();
-    let merchant = Merchant {
-        appid: config.wechat.appid.clone(),
-        mch_id: config.wechat.mch_id.clone(),
-        key: config.wechat.api_key.clone(),
-        sign_type: config.wechat.sign_type,
-    };
-    let real = HttpPayGateway::new(merchant.clone(), GatewayConfig::with_base(&config.wechat.api_base)).unwrap();
-    let payments = Payments {
-        db: db.clone(),
-        gateway: Arc::new(gateway(Arc::new(real))),
-        merchant,
-        config: Arc::new(config),
-        notify_writer: NotifyWriter::start(db),
-    };
-    let mut ctx = JobContext::new(payments);
+    let mut ctx = app.job_context(name, |f| f, |real| Arc::new(gateway(real)));
     let settings = Arc::make_mut(&mut ctx.settings);
     // Due at once, then hourly: every round of the lease test makes the orders due by hand.
     settings.poll_schedule =
@@ -380,7 +304,7 @@ fn make_due(db: &Db, nos: &[String]) {
 #[tokio::test]
 async fn two_instances_never_work_on_one_order_at_once() {
     on_every_backend(false, IDLE_SCHEDULE, |app| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let stats = Arc::new(Mutex::new(Stats::default()));
         let observe = |delay: u64| {
             let stats = stats.clone();
@@ -395,7 +319,7 @@ async fn two_instances_never_work_on_one_order_at_once() {
         let b = instance(&app, "instance-b", observe(30));
         let mut nos = Vec::new();
         for i in 0..16 {
-            nos.push(paying_order(&app, &format!("LEASE-{i}"), 100 + i).await.0);
+            nos.push(app.paying_order(&format!("LEASE-{i}"), 100 + i).await.0);
         }
 
         let rounds = 3;
@@ -419,7 +343,7 @@ async fn two_instances_never_work_on_one_order_at_once() {
         }
 
         // The expirer too: each expired order is queried and closed by exactly one instance.
-        control(&app, "clock", json!({ "advance_seconds": 360 })).await;
+        app.control("clock", json!({ "advance_seconds": 360 })).await;
         for no in &nos {
             age_order(&db, no, Some(chrono::Duration::minutes(6)));
         }
@@ -443,9 +367,9 @@ async fn two_instances_never_work_on_one_order_at_once() {
 #[tokio::test]
 async fn a_payment_between_the_expirers_query_and_its_close_takes_the_paid_path() {
     on_every_backend(false, IDLE_SCHEDULE, |app| async move {
-        let db = db(&app);
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
-        let (no, prepay) = paying_order(&app, "EXP-RACE", 990).await;
+        let db = app.db_handle();
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (no, prepay) = app.paying_order("EXP-RACE", 990).await;
         let stats = Arc::new(Mutex::new(Stats::default()));
         let (http, base) = (app.http.clone(), app.base_url.clone());
         let ctx = instance(&app, "instance-race", |inner| Observed {
@@ -454,7 +378,7 @@ async fn a_payment_between_the_expirers_query_and_its_close_takes_the_paid_path(
             stats: stats.clone(),
             pay_before_close: Some((http, base, prepay)),
         });
-        control(&app, "clock", json!({ "advance_seconds": 360 })).await;
+        app.control("clock", json!({ "advance_seconds": 360 })).await;
         age_order(&db, &no, Some(chrono::Duration::minutes(6)));
 
         let report = expirer::run_once(&ctx).await.unwrap();
@@ -466,45 +390,13 @@ async fn a_payment_between_the_expirers_query_and_its_close_takes_the_paid_path(
         assert!(!k.contains(&"closed".to_owned()), "{k:?}");
         let close = timeline(&db, &no).into_iter().find(|e| e.kind == "close_attempted").unwrap();
         assert!(close.detail.contains("ORDERPAID"), "{}", close.detail);
-        assert_eq!(sim_order(&app, &no).await["state"], "SUCCESS");
+        assert_eq!(app.sim_order(&no).await["state"], "SUCCESS");
         let s = stats.lock().unwrap();
         assert_eq!((s.queries.get(&no), s.closes.get(&no)), (Some(&2), Some(&1)), "query, close, confirming query");
         drop(s);
         app
     })
     .await;
-}
-
-/// A paid order whose notify was applied (so nothing arrives later by surprise).
-async fn paid_order(app: &TestApp, db: &Db, id: &str, fen: i64) -> String {
-    let (no, prepay) = paying_order(app, id, fen).await;
-    assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
-    eventually("the payment notify", || {
-        order_row(db, &no).state.as_str() == "PAID"
-            && !notify_log::for_order(&mut db.conn().unwrap(), &no).unwrap().is_empty()
-    })
-    .await;
-    no
-}
-
-/// Requests a refund of `yuan` through the order page, as an admin would.
-async fn refund(app: &TestApp, admin: &reqwest::Client, no: &str, yuan: &str) -> String {
-    let page = format!("/admin/orders/{no}");
-    let (_, html) = get(app, admin, &page).await;
-    let marker = "name=\"out_refund_no\" value=\"";
-    let at = html.find(marker).expect("the page has a refund form") + marker.len();
-    let out_refund_no = html[at..].split('"').next().unwrap().to_owned();
-    let csrf = common::admin::csrf_of(&html);
-    let fields = [
-        ("csrf", csrf.as_str()),
-        ("out_refund_no", out_refund_no.as_str()),
-        ("amount", yuan),
-        ("reason", "顾客申请退货"),
-        ("confirm", "yes"),
-    ];
-    let res = admin.post(app.url(&format!("/admin/orders/{no}/refund"))).form(&fields).send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    out_refund_no
 }
 
 fn refund_row(db: &Db, out_refund_no: &str) -> refunds::RefundRow {
@@ -530,16 +422,16 @@ fn check_now(db: &Db, out_refund_no: &str) {
 #[tokio::test]
 async fn refunds_left_processing_settle_through_refund_sync() {
     on_every_backend(true, IDLE_SCHEDULE, |app| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
-        let ok = paid_order(&app, &db, "RS-OK", 1990).await;
-        let change = paid_order(&app, &db, "RS-CHANGE", 2990).await;
-        let open = paid_order(&app, &db, "RS-OPEN", 3990).await;
+        let ok = app.paid_order("RS-OK", 1990).await;
+        let change = app.paid_order("RS-CHANGE", 2990).await;
+        let open = app.paid_order("RS-OPEN", 3990).await;
         // From here on WeChat's refund notifies are lost: only refund sync can learn the outcome.
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
 
         let accepted_at = ago(chrono::Duration::zero());
-        let r_ok = refund(&app, &admin, &ok, "19.90").await;
+        let r_ok = console_refund(&app, &admin, &ok, "19.90").await;
         let row = refund_row(&db, &r_ok);
         assert_eq!(row.state, RefundState::Processing);
         let (attempts, next) = refund_schedule(&db, &r_ok);
@@ -547,7 +439,7 @@ async fn refunds_left_processing_settle_through_refund_sync() {
         let next = next.expect("an accepted refund is scheduled for a check");
         assert!(next >= accepted_at + chrono::Duration::seconds(9), "first check about 10 s after acceptance");
 
-        control(&app, &format!("refunds/{r_ok}/settle"), json!({ "status": "SUCCESS" })).await;
+        app.control(&format!("refunds/{r_ok}/settle"), json!({ "status": "SUCCESS" })).await;
         check_now(&db, &r_ok);
         eventually("the refund to succeed", || refund_row(&db, &r_ok).state == RefundState::Success).await;
         let order = order_row(&db, &ok);
@@ -558,8 +450,8 @@ async fn refunds_left_processing_settle_through_refund_sync() {
         assert_eq!(refund_schedule(&db, &r_ok).1, None, "a settled refund is not checked again");
 
         // CHANGE: the money went back to the merchant; staff must handle it.
-        let r_change = refund(&app, &admin, &change, "29.90").await;
-        control(&app, &format!("refunds/{r_change}/settle"), json!({ "status": "CHANGE" })).await;
+        let r_change = console_refund(&app, &admin, &change, "29.90").await;
+        app.control(&format!("refunds/{r_change}/settle"), json!({ "status": "CHANGE" })).await;
         check_now(&db, &r_change);
         eventually("the refund to be marked CHANGE", || refund_row(&db, &r_change).state == RefundState::Change).await;
         let raised = exceptions::for_order(&mut db.conn().unwrap(), &change).unwrap();
@@ -567,7 +459,7 @@ async fn refunds_left_processing_settle_through_refund_sync() {
         assert_eq!(order_row(&db, &change).refunded.get(), 0);
 
         // Still PROCESSING at WeChat: checked, then left alone for the next back-off step.
-        let r_open = refund(&app, &admin, &open, "39.90").await;
+        let r_open = console_refund(&app, &admin, &open, "39.90").await;
         check_now(&db, &r_open);
         eventually("a check of the open refund", || {
             refund_schedule(&db, &r_open).0 == 1 || refund_row(&db, &r_open).state != RefundState::Processing
@@ -587,17 +479,17 @@ async fn refunds_left_processing_settle_through_refund_sync() {
 #[tokio::test]
 async fn a_pending_refund_that_wechat_accepted_is_found_by_refund_sync() {
     on_every_backend(true, IDLE_SCHEDULE, |app| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
-        let no = paid_order(&app, &db, "RS-PENDING", 1500).await;
+        let no = app.paid_order("RS-PENDING", 1500).await;
         // WeChat takes the refund but its replies are garbled: it stays PENDING here.
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0, "garbled_rate": 1.0 })).await;
-        let r = refund(&app, &admin, &no, "15.00").await;
-        control(&app, "faults", json!({ "garbled_rate": 0.0 })).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0, "garbled_rate": 1.0 })).await;
+        let r = console_refund(&app, &admin, &no, "15.00").await;
+        app.control("faults", json!({ "garbled_rate": 0.0 })).await;
         let row = refund_row(&db, &r);
         assert_eq!(row.state, RefundState::Pending);
         assert!(row.last_error.is_some(), "the failed send is noted");
-        let sim = sim_order(&app, &no).await;
+        let sim = app.sim_order(&no).await;
         assert_eq!(sim["refunds"].as_array().map(Vec::len), Some(1), "WeChat has it: {sim}");
 
         // Refund sync asks WeChat (nothing is sent again) and learns it was accepted.
@@ -613,7 +505,7 @@ async fn a_pending_refund_that_wechat_accepted_is_found_by_refund_sync() {
         check_now(&db, &r);
         eventually("the refund to succeed", || refund_row(&db, &r).state == RefundState::Success).await;
         assert_eq!(order_row(&db, &no).refunded.get(), 1500);
-        assert_eq!(sim_order(&app, &no).await["refunds"].as_array().map(Vec::len), Some(1), "refunded once");
+        assert_eq!(app.sim_order(&no).await["refunds"].as_array().map(Vec::len), Some(1), "refunded once");
         app
     })
     .await;

@@ -5,19 +5,11 @@
 mod common;
 
 use common::app::{TestApp, on_every_backend};
-use wechat_checkout::db::{Db, events, exceptions, notify_log};
-use wechat_checkout::simulator::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
+use common::demo_merchant;
+use wechat_checkout::db::{events, exceptions, notify_log};
+use wechat_checkout::simulator::{DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
 use wechat_checkout::wxpay::{ApiKey, Fields, Merchant, SignType};
-
-fn merchant(sign_type: SignType) -> Merchant {
-    Merchant {
-        appid: DEMO_APPID.into(),
-        mch_id: DEMO_MCH_ID.into(),
-        key: ApiKey::new(DEMO_API_KEY).unwrap(),
-        sign_type,
-    }
-}
 
 fn notify_fields(out_trade_no: &str, total_fee: i64, transaction_id: &str) -> Fields {
     [
@@ -52,23 +44,13 @@ async fn post(app: &TestApp, body: impl Into<reqwest::Body>) -> (u16, String) {
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
-fn db(app: &TestApp) -> Db {
-    Db::connect(&app.db.url(), 2).unwrap()
-}
-
-async fn paying_order(app: &TestApp, id: &str, fen: i64) -> String {
-    let order = app.create_order(id, fen).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_owned();
-    app.jsapi(&no).await;
-    no
-}
-
 #[tokio::test]
 async fn fifty_concurrent_identical_notifies_make_one_transition() {
     on_every_backend(|app| async move {
-        let no = paying_order(&app, "N-CONC-1", 1990).await;
+        let (no, _) = app.paying_order("N-CONC-1", 1990).await;
         // HMAC-signed, without sign_type: the receiver must tell the algorithm by length.
-        let body = signed(notify_fields(&no, 1990, "4200000000202611270000000001"), &merchant(SignType::HmacSha256));
+        let body =
+            signed(notify_fields(&no, 1990, "4200000000202611270000000001"), &demo_merchant(SignType::HmacSha256));
         // Fifty requests in flight at once, not one after another.
         let replies = futures::future::join_all((0..50).map(|_| post(&app, body.clone()))).await;
         for (status, reply) in &replies {
@@ -76,7 +58,7 @@ async fn fifty_concurrent_identical_notifies_make_one_transition() {
             assert_eq!(reply, SUCCESS_REPLY);
         }
         assert_eq!(app.order(&no).await["state"], "PAID");
-        let mut conn = db(&app).conn().unwrap();
+        let mut conn = app.db_handle().conn().unwrap();
         let log = notify_log::for_order(&mut conn, &no).unwrap();
         assert_eq!(log.len(), 50);
         assert_eq!(log.iter().filter(|r| r.verdict == "paid").count(), 1);
@@ -91,7 +73,7 @@ async fn fifty_concurrent_identical_notifies_make_one_transition() {
 #[tokio::test]
 async fn bad_notifies_change_nothing_and_say_why() {
     on_every_backend(|app| async move {
-        let no = paying_order(&app, "N-BAD-1", 1990).await;
+        let (no, _) = app.paying_order("N-BAD-1", 1990).await;
         let good = notify_fields(&no, 1990, "4200000000202611270000000002");
 
         // A forged signature.
@@ -102,7 +84,7 @@ async fn bad_notifies_change_nothing_and_say_why() {
         assert!(reply.contains("FAIL") && reply.contains("签名错误"), "{reply}");
 
         // Signed with another key.
-        let mut other = merchant(SignType::Md5);
+        let mut other = demo_merchant(SignType::Md5);
         other.key = ApiKey::new("0123456789abcdef0123456789abcdef").unwrap();
         let (_, reply) = post(&app, signed(good.clone(), &other)).await;
         assert!(reply.contains("FAIL"), "{reply}");
@@ -110,7 +92,7 @@ async fn bad_notifies_change_nothing_and_say_why() {
         // A foreign merchant, correctly signed with our key.
         let mut foreign = good.clone();
         foreign.insert("mch_id", "99999999");
-        let (_, reply) = post(&app, signed(foreign, &merchant(SignType::Md5))).await;
+        let (_, reply) = post(&app, signed(foreign, &demo_merchant(SignType::Md5))).await;
         assert!(reply.contains("FAIL") && reply.contains("商户号"), "{reply}");
 
         // Malformed and hostile XML, an empty body, an oversized body, non-UTF-8.
@@ -130,19 +112,20 @@ async fn bad_notifies_change_nothing_and_say_why() {
 
         // A genuine notify with the wrong amount: no payment, an exception, SUCCESS (retrying cannot help).
         let (_, reply) =
-            post(&app, signed(notify_fields(&no, 1, "4200000000202611270000000003"), &merchant(SignType::Md5))).await;
+            post(&app, signed(notify_fields(&no, 1, "4200000000202611270000000003"), &demo_merchant(SignType::Md5)))
+                .await;
         assert_eq!(reply, SUCCESS_REPLY);
         assert_eq!(app.order(&no).await["state"], "PAYING");
 
         // A genuine notify for an order we do not have.
         let (_, reply) = post(
             &app,
-            signed(notify_fields("WC_UNKNOWN_1", 100, "4200000000202611270000000004"), &merchant(SignType::Md5)),
+            signed(notify_fields("WC_UNKNOWN_1", 100, "4200000000202611270000000004"), &demo_merchant(SignType::Md5)),
         )
         .await;
         assert_eq!(reply, SUCCESS_REPLY);
 
-        let mut conn = db(&app).conn().unwrap();
+        let mut conn = app.db_handle().conn().unwrap();
         let log = notify_log::for_order(&mut conn, &no).unwrap();
         let verdicts: Vec<&str> = log.iter().map(|r| r.verdict.as_str()).collect();
         assert!(
@@ -163,9 +146,9 @@ async fn bad_notifies_change_nothing_and_say_why() {
 #[tokio::test]
 async fn a_payment_after_close_is_recorded_and_flagged() {
     on_every_backend(|app| async move {
-        let no = paying_order(&app, "N-LATE-1", 300).await;
+        let (no, _) = app.paying_order("N-LATE-1", 300).await;
         // Close it locally the way the expirer will: through the shared transition.
-        let database = db(&app);
+        let database = app.db_handle();
         let closed_no = no.clone();
         database
             .write(move |c| {
@@ -183,7 +166,8 @@ async fn a_payment_after_close_is_recorded_and_flagged() {
             .unwrap();
         assert_eq!(app.order(&no).await["state"], "CLOSED");
         let (_, reply) =
-            post(&app, signed(notify_fields(&no, 300, "4200000000202611270000000005"), &merchant(SignType::Md5))).await;
+            post(&app, signed(notify_fields(&no, 300, "4200000000202611270000000005"), &demo_merchant(SignType::Md5)))
+                .await;
         assert_eq!(reply, SUCCESS_REPLY);
         let order = app.order(&no).await;
         assert_eq!(order["state"], "PAID");
@@ -199,8 +183,9 @@ async fn a_payment_after_close_is_recorded_and_flagged() {
 async fn no_body_makes_the_handler_fail_to_answer() {
     use rand::{RngExt, SeedableRng};
     let app = TestApp::sqlite().await;
-    let no = paying_order(&app, "N-FUZZ-1", 100).await;
-    let valid = signed(notify_fields(&no, 100, "4200000000202611270000000009"), &merchant(SignType::Md5)).into_bytes();
+    let (no, _) = app.paying_order("N-FUZZ-1", 100).await;
+    let valid =
+        signed(notify_fields(&no, 100, "4200000000202611270000000009"), &demo_merchant(SignType::Md5)).into_bytes();
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
     for i in 0..400 {
         let body: Vec<u8> = match i % 4 {

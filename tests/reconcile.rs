@@ -14,15 +14,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
-use common::admin::{STAFF_PASSWORD, create_staff, csrf_of, get, sign_in};
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, TestDb, prepay_id, test_figment};
+use common::admin::{STAFF_PASSWORD, console_refund, create_staff, get, sign_in};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_with, order_row};
 use diesel::prelude::*;
 use serde_json::{Value, json};
-use wechat_checkout::config::AppConfig;
 use wechat_checkout::db::reconciliation::{self, RunFigures, RunRow, RunState};
 use wechat_checkout::db::refunds::{self, NewRefund, RefundState};
 use wechat_checkout::db::schema::{
@@ -32,18 +30,13 @@ use wechat_checkout::db::schema::{
 use wechat_checkout::db::{Db, events, exceptions, notify_log, orders};
 use wechat_checkout::jobs::JobContext;
 use wechat_checkout::jobs::reconcile::{self, APPLIED_VIA_ORDERQUERY, RunOptions, RunOutcome, RunResult};
-use wechat_checkout::payments::Payments;
-use wechat_checkout::payments::notify_writer::NotifyWriter;
 use wechat_checkout::staff::Role;
 use wechat_checkout::wxpay::bill::BillReader;
 use wechat_checkout::wxpay::refund::Refund;
 use wechat_checkout::wxpay::time::{beijing, beijing_day_start};
 use wechat_checkout::wxpay::types::OrderRef;
 use wechat_checkout::wxpay::unified_order::UnifiedOrder;
-use wechat_checkout::wxpay::{Fen, GatewayConfig, HttpPayGateway, Merchant, PayGateway, SignType};
-
-/// Generous limit for anything that should happen within moments (a notify, a refund notify).
-const PATIENCE: Duration = Duration::from_secs(20);
+use wechat_checkout::wxpay::{Fen, HttpPayGateway, PayGateway, SignType};
 
 /// Runs `scenario` on SQLite, then on PostgreSQL when available, each on a fresh app (jobs off:
 /// no poller may rescue a lost payment before the reconciliation sees it) whose bills are kept in
@@ -53,59 +46,14 @@ where
     F: Fn(TestApp, PathBuf) -> Fut,
     Fut: Future<Output = TestApp>,
 {
-    let tweak = |bills: &Path| {
-        let bills = bills.to_string_lossy().into_owned();
-        move |f: rocket::figment::Figment| f.merge(("bill_dir", bills))
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let bills = dir.path().join("bills");
-    let db = TestDb::sqlite(&dir);
-    let started = Instant::now();
-    scenario(TestApp::start(db, Some(dir), tweak(&bills)).await, bills).await.stop().await;
-    eprintln!("sqlite: {:?}", started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let dir = tempfile::tempdir().unwrap();
-            let bills = dir.path().join("bills");
-            let started = Instant::now();
-            scenario(TestApp::start(db, None, tweak(&bills)).await, bills).await.stop().await;
-            eprintln!("postgres: {:?}", started.elapsed());
-        }
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
+    on_every_backend_with(|f, bills| f.merge(("bill_dir", bills.to_string_lossy().into_owned())), scenario).await;
 }
 
-fn db(app: &TestApp) -> Db {
-    Db::connect(&app.db.url(), 2).unwrap()
-}
-
-fn port_of(app: &TestApp) -> u16 {
-    app.base_url.rsplit(':').next().unwrap().parse().unwrap()
-}
-
-/// The jobs of another instance on the app's database, talking to the app's simulator over HTTP,
-/// keeping its bills in `bills` (as the app does).
+/// The jobs of another instance on the app's database, keeping its bills in `bills` (as the app
+/// does).
 fn job_context(app: &TestApp, bills: &Path, name: &str) -> JobContext {
-    let figment = test_figment(port_of(app), &app.db.url())
-        .merge(("instance_id", name))
-        .merge(("bill_dir", bills.to_string_lossy().into_owned()));
-    let config = AppConfig::from_figment(figment).unwrap();
-    let db = Db::connect(&config.database_url, 8).unwrap();
-    let merchant = Merchant {
-        appid: config.wechat.appid.clone(),
-        mch_id: config.wechat.mch_id.clone(),
-        key: config.wechat.api_key.clone(),
-        sign_type: config.wechat.sign_type,
-    };
-    let gateway = HttpPayGateway::new(merchant.clone(), GatewayConfig::with_base(&config.wechat.api_base)).unwrap();
-    let payments = Payments {
-        db: db.clone(),
-        gateway: Arc::new(gateway),
-        merchant,
-        config: Arc::new(config),
-        notify_writer: NotifyWriter::start(db),
-    };
-    JobContext::new(payments)
+    let bills = bills.to_string_lossy().into_owned();
+    app.job_context(name, |f| f.merge(("bill_dir", bills)), |gateway| gateway)
 }
 
 /// "Another system" on the same merchant account, calling the simulator directly.
@@ -114,19 +62,9 @@ fn other_system(app: &TestApp) -> HttpPayGateway {
         .unwrap()
 }
 
-async fn control(app: &TestApp, path: &str, body: Value) -> Value {
-    let res = app.http.post(app.url(&format!("/simulator/control/{path}"))).json(&body).send().await.unwrap();
-    assert!(res.status().is_success(), "control {path}: {}", res.status());
-    res.json().await.unwrap()
-}
-
-async fn sim_order(app: &TestApp, no: &str) -> Value {
-    app.http.get(app.url(&format!("/simulator/control/orders/{no}"))).send().await.unwrap().json().await.unwrap()
-}
-
 /// The simulator's clock.
 async fn sim_now(app: &TestApp) -> chrono::DateTime<Utc> {
-    let clock: Value = app.http.get(app.url("/simulator/control/clock")).send().await.unwrap().json().await.unwrap();
+    let clock = app.get_json("/simulator/control/clock").await;
     chrono::DateTime::parse_from_rfc3339(clock["now"].as_str().unwrap()).unwrap().with_timezone(&Utc)
 }
 
@@ -135,7 +73,7 @@ async fn sim_clock_to_next_day(app: &TestApp, day: NaiveDate, hour: i64, minute:
     let target = beijing_day_start(day.succ_opt().unwrap()) + chrono::Duration::minutes(hour * 60 + minute);
     let ahead = (target - sim_now(app).await).num_seconds();
     assert!(ahead > 0, "the simulator's clock is already past {target}");
-    control(app, "clock", json!({ "advance_seconds": ahead })).await;
+    app.control("clock", json!({ "advance_seconds": ahead })).await;
 }
 
 fn beijing_today() -> NaiveDate {
@@ -155,10 +93,6 @@ async fn planting_day() -> NaiveDate {
         assert!(waited.elapsed() < Duration::from_secs(240), "Beijing midnight never came");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-fn order_row(db: &Db, no: &str) -> orders::Order {
-    orders::find(&mut db.conn().unwrap(), no).unwrap().unwrap()
 }
 
 fn timeline(db: &Db, no: &str) -> Vec<events::EventRow> {
@@ -189,52 +123,6 @@ fn reconcile_exceptions(db: &Db, date: NaiveDate) -> Vec<exceptions::ExceptionRo
 
 fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     items.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-}
-
-/// Polls `check` every 25 ms until it holds or [`PATIENCE`] runs out.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < PATIENCE {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn paying_order(app: &TestApp, id: &str, fen: i64) -> (String, String) {
-    let order = app.create_order(id, fen).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_owned();
-    let prepay = prepay_id(&app.jsapi(&no).await);
-    (no, prepay)
-}
-
-/// A paid order whose notify was applied.
-async fn paid_order(app: &TestApp, db: &Db, id: &str, fen: i64) -> String {
-    let (no, prepay) = paying_order(app, id, fen).await;
-    assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
-    eventually("the payment notify", || order_row(db, &no).state.as_str() == "PAID").await;
-    no
-}
-
-/// Requests a refund of `yuan` through the order page, as an admin would.
-async fn console_refund(app: &TestApp, admin: &reqwest::Client, no: &str, yuan: &str) -> String {
-    let (_, html) = get(app, admin, &format!("/admin/orders/{no}")).await;
-    let marker = "name=\"out_refund_no\" value=\"";
-    let at = html.find(marker).expect("the page has a refund form") + marker.len();
-    let out_refund_no = html[at..].split('"').next().unwrap().to_owned();
-    let csrf = csrf_of(&html);
-    let fields = [
-        ("csrf", csrf.as_str()),
-        ("out_refund_no", out_refund_no.as_str()),
-        ("amount", yuan),
-        ("reason", "顾客申请退货"),
-        ("confirm", "yes"),
-    ];
-    let res = admin.post(app.url(&format!("/admin/orders/{no}/refund"))).form(&fields).send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    out_refund_no
 }
 
 /// An order recorded here as PAID at `paid_at` that WeChat never saw (a logic bug, or a payment
@@ -299,24 +187,24 @@ fn finding_row<'a>(html: &'a str, kind: &str, key: &str) -> &'a str {
 #[tokio::test]
 async fn planted_differences_are_found_once_and_the_lost_payment_is_applied() {
     on_every_backend(|app, bills| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
         let day = planting_day().await;
 
         // Two payments that match, one with a partial refund that matches too.
-        let m1 = paid_order(&app, &db, "RC-MATCH-1", 1200).await;
-        let m2 = paid_order(&app, &db, "RC-MATCH-2", 3400).await;
+        let m1 = app.paid_order("RC-MATCH-1", 1200).await;
+        let m2 = app.paid_order("RC-MATCH-2", 3400).await;
         let refund_ok = console_refund(&app, &admin, &m2, "5.00").await;
-        control(&app, &format!("refunds/{refund_ok}/settle"), json!({ "status": "SUCCESS" })).await;
+        app.control(&format!("refunds/{refund_ok}/settle"), json!({ "status": "SUCCESS" })).await;
         eventually("the refund notify", || refund_state(&db, &refund_ok) == RefundState::Success).await;
 
         // (c) WeChat billed 19.90 for an order we recorded as paid 20.00.
-        let amount = paid_order(&app, &db, "RC-AMOUNT", 2000).await;
-        control(&app, &format!("orders/{amount}/bill-amount"), json!({ "total_fee": 1990 })).await;
+        let amount = app.paid_order("RC-AMOUNT", 2000).await;
+        app.control(&format!("orders/{amount}/bill-amount"), json!({ "total_fee": 1990 })).await;
 
         // (a) Paid, but the notify is lost: the order stays PAYING here.
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
-        let (lost, prepay) = paying_order(&app, "RC-LOST", 4500).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (lost, prepay) = app.paying_order("RC-LOST", 4500).await;
         assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
         // Another system on the same merchant account takes a payment we know nothing of…
         let other = other_system(&app);
@@ -343,7 +231,7 @@ async fn planted_differences_are_found_once_and_the_lost_payment_is_applied() {
             notify_url: None,
         };
         other.refund(&refund).await.unwrap();
-        control(&app, "faults", json!({ "drop_notify_rate": 0.0 })).await;
+        app.control("faults", json!({ "drop_notify_rate": 0.0 })).await;
 
         // (b) PAID here today, unknown to WeChat; and a refund we think succeeded that WeChat
         // never had.
@@ -393,7 +281,7 @@ async fn planted_differences_are_found_once_and_the_lost_payment_is_applied() {
         let paid = order_row(&db, &lost);
         assert_eq!(paid.state.as_str(), "PAID");
         assert_eq!(paid.paid.map(|f| f.get()), Some(4500));
-        let sim = sim_order(&app, &lost).await;
+        let sim = app.sim_order(&lost).await;
         assert_eq!(paid.transaction_id.as_deref(), sim["transaction_id"].as_str());
         let confirmed = timeline(&db, &lost).into_iter().find(|e| e.kind == "payment_confirmed");
         assert_eq!(confirmed.map(|e| e.source).as_deref(), Some("query"), "confirmed by orderquery");
@@ -517,18 +405,18 @@ async fn planted_differences_are_found_once_and_the_lost_payment_is_applied() {
 #[tokio::test]
 async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() {
     on_every_backend(|app, bills| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let today = beijing_today();
         let (quiet, busy_here) = (today - chrono::Duration::days(3), today - chrono::Duration::days(2));
         // WeChat has a payment today, on neither day.
-        paid_order(&app, &db, "NB-TODAY", 1000).await;
+        app.paid_order("NB-TODAY", 1000).await;
         let ghost = unique("GHOST");
         let noon = beijing_day_start(busy_here) + chrono::Duration::hours(12);
         plant_local_payment(&db, &ghost, 1234, noon.naive_utc());
         let ctx = job_context(&app, &bills, "reconciler-nb");
 
         // WeChat fails outright first: the date is retried later, with nothing recorded.
-        control(&app, "faults", json!({ "system_error_rate": 1.0 })).await;
+        app.control("faults", json!({ "system_error_rate": 1.0 })).await;
         let asked = Utc::now();
         let outcome = reconcile::reconcile_date(&ctx, quiet, RunOptions::now()).await.unwrap();
         let RunOutcome::Failed { error, next_attempt_at, .. } = outcome else { panic!("{outcome:?}") };
@@ -537,7 +425,7 @@ async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() 
         assert!(wait > chrono::Duration::minutes(29) && wait < chrono::Duration::minutes(31), "{wait}");
         let row = run_row(&db, quiet);
         assert_eq!((row.state, row.attempts, row.error), (RunState::Failed, 1, Some(error)));
-        control(&app, "faults", json!({ "system_error_rate": 0.0 })).await;
+        app.control("faults", json!({ "system_error_rate": 0.0 })).await;
 
         let empty = finished(reconcile::reconcile_date(&ctx, quiet, RunOptions::now()).await.unwrap());
         assert_eq!(empty.state, RunState::NoBill);
@@ -572,9 +460,9 @@ async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() 
 #[tokio::test]
 async fn bill_creating_waits_and_the_scheduler_finishes_the_date_later() {
     on_every_backend(|app, bills| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let day = planting_day().await;
-        let paid = paid_order(&app, &db, "BC-PAID", 1500).await;
+        let paid = app.paid_order("BC-PAID", 1500).await;
         let ctx = job_context(&app, &bills, "reconciler-bc");
 
         // 09:00 the next morning: WeChat is still generating the bill.
@@ -605,13 +493,13 @@ async fn bill_creating_waits_and_the_scheduler_finishes_the_date_later() {
 
         // After 10:00, but WeChat's generation is late today (the simulator's fault).
         sim_clock_to_next_day(&app, day, 10, 30).await;
-        control(&app, "faults", json!({ "bill_creating": true })).await;
+        app.control("faults", json!({ "bill_creating": true })).await;
         let outcome = reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap();
         assert!(matches!(outcome, RunOutcome::Waiting { .. }), "{outcome:?}");
         assert_eq!((run_row(&db, day).state, run_row(&db, day).attempts), (RunState::Waiting, 2));
 
         // The bill is ready; the retry time comes; the scheduler's pass finishes the date.
-        control(&app, "faults", json!({ "bill_creating": false })).await;
+        app.control("faults", json!({ "bill_creating": false })).await;
         diesel::update(runs_t::table.filter(runs_t::bill_date.eq(reconcile::date_key(day))))
             .set(runs_t::next_attempt_at.eq(Some((Utc::now() - chrono::Duration::seconds(1)).naive_utc())))
             .execute(&mut db.conn().unwrap())
@@ -645,11 +533,11 @@ async fn cli(args: &[&str], env: &[(&str, String)], cwd: &Path) -> std::process:
 #[tokio::test]
 async fn the_command_line_reconciles_a_date_and_refuses_a_bad_one() {
     on_every_backend(|app, bills| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let day = planting_day().await;
-        paid_order(&app, &db, "CLI-PAID", 2500).await;
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
-        let (lost, prepay) = paying_order(&app, "CLI-LOST", 990).await;
+        app.paid_order("CLI-PAID", 2500).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (lost, prepay) = app.paying_order("CLI-LOST", 990).await;
         assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
         sim_clock_to_next_day(&app, day, 10, 30).await;
 
@@ -696,13 +584,13 @@ async fn the_command_line_reconciles_a_date_and_refuses_a_bad_one() {
 #[tokio::test]
 async fn a_lost_payment_billed_with_another_amount_is_not_applied() {
     on_every_backend(|app, bills| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let day = planting_day().await;
-        control(&app, "faults", json!({ "drop_notify_rate": 1.0 })).await;
-        let (lost, prepay) = paying_order(&app, "AM-LOST", 3000).await;
+        app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        let (lost, prepay) = app.paying_order("AM-LOST", 3000).await;
         assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
         // WeChat took 29.00 for an order of 30.00 (and says so to orderquery too).
-        control(&app, &format!("orders/{lost}/bill-amount"), json!({ "total_fee": 2900 })).await;
+        app.control(&format!("orders/{lost}/bill-amount"), json!({ "total_fee": 2900 })).await;
         sim_clock_to_next_day(&app, day, 10, 30).await;
         let ctx = job_context(&app, &bills, "reconciler-am");
 
@@ -737,19 +625,19 @@ async fn a_lost_payment_billed_with_another_amount_is_not_applied() {
 #[tokio::test]
 async fn refunds_are_matched_by_number_then_amount_and_status() {
     on_every_backend(|app, bills| async move {
-        let db = db(&app);
+        let db = app.db_handle();
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
         let day = planting_day().await;
         let mut refunded = Vec::new();
         for (i, fen) in [1000, 2000, 3000].into_iter().enumerate() {
-            let no = paid_order(&app, &db, &format!("RF-{i}"), fen).await;
+            let no = app.paid_order(&format!("RF-{i}"), fen).await;
             let r = console_refund(&app, &admin, &no, &format!("{}.00", fen / 200)).await;
-            control(&app, &format!("refunds/{r}/settle"), json!({ "status": "SUCCESS" })).await;
+            app.control(&format!("refunds/{r}/settle"), json!({ "status": "SUCCESS" })).await;
             eventually("the refund notify", || refund_state(&db, &r) == RefundState::Success).await;
             refunded.push(r);
         }
         // A refund that never reached WeChat and failed here is no difference.
-        let (open, _) = paying_order(&app, "RF-NEVER-PAID", 500).await;
+        let (open, _) = app.paying_order("RF-NEVER-PAID", 500).await;
         let failed_here = unique("RFF");
         insert_refund(&db, &failed_here, &open, 500, RefundState::Failed);
         // Planted: we recorded another amount for the second refund, and the third as failed

@@ -8,62 +8,31 @@ mod common;
 
 use std::time::Duration;
 
-use common::admin::{csrf_of, get, sign_in};
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend, prepay_id};
-use serde_json::{Value, json};
+use common::admin::{console_refund, get, sign_in};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
+use serde_json::json;
 use wechat_checkout::db::refunds::RefundState;
-use wechat_checkout::db::{Db, events, exceptions, notify_log, orders, refunds};
+use wechat_checkout::db::{events, exceptions, notify_log, orders, refunds};
 use wechat_checkout::simulator::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
 use wechat_checkout::wxpay::refund_notify::encrypt_req_info;
 use wechat_checkout::wxpay::{ApiKey, xml};
 
-fn db(app: &TestApp) -> Db {
-    Db::connect(&app.db.url(), 2).unwrap()
-}
-
 fn order_row(app: &TestApp, no: &str) -> orders::Order {
-    orders::find(&mut db(app).conn().unwrap(), no).unwrap().unwrap()
+    orders::find(&mut app.db_handle().conn().unwrap(), no).unwrap().unwrap()
 }
 
 fn refund_row(app: &TestApp, out_refund_no: &str) -> refunds::RefundRow {
-    refunds::find(&mut db(app).conn().unwrap(), out_refund_no).unwrap().unwrap()
+    refunds::find(&mut app.db_handle().conn().unwrap(), out_refund_no).unwrap().unwrap()
 }
 
 fn refund_log(app: &TestApp) -> Vec<notify_log::NotifyLogRow> {
-    notify_log::page(&mut db(app).conn().unwrap(), None, Some("refund"), None, 1000).unwrap()
-}
-
-async fn control(app: &TestApp, path: &str, body: Value) -> Value {
-    let res = app.http.post(app.url(&format!("/simulator/control/{path}"))).json(&body).send().await.unwrap();
-    assert!(res.status().is_success(), "control {path}: {}", res.status());
-    res.json().await.unwrap()
-}
-
-async fn paid_order(app: &TestApp, id: &str, fen: i64) -> String {
-    let order = app.create_order(id, fen).await;
-    let no = order["out_trade_no"].as_str().unwrap().to_owned();
-    let prepay = prepay_id(&app.jsapi(&no).await);
-    assert_eq!(app.shopper(&prepay, "ok").await.status(), 200);
-    assert!(app.wait_for_state(&no, "PAID").await);
-    no
+    notify_log::page(&mut app.db_handle().conn().unwrap(), None, Some("refund"), None, 1000).unwrap()
 }
 
 /// Refunds `amount` (yuan) through the admin form; returns the out_refund_no, now PROCESSING.
 async fn refund(app: &TestApp, admin: &reqwest::Client, no: &str, amount: &str) -> String {
-    let (_, html) = get(app, admin, &format!("/admin/orders/{no}")).await;
-    let marker = "name=\"out_refund_no\" value=\"";
-    let at = html.find(marker).unwrap() + marker.len();
-    let out_refund_no = html[at..].split('"').next().unwrap().to_owned();
-    let fields = [
-        ("csrf", csrf_of(&html)),
-        ("out_refund_no", out_refund_no.clone()),
-        ("amount", amount.to_owned()),
-        ("reason", "退货".to_owned()),
-        ("confirm", "yes".to_owned()),
-    ];
-    let res = admin.post(app.url(&format!("/admin/orders/{no}/refund"))).form(&fields).send().await.unwrap();
-    assert_eq!(res.status(), 303);
+    let out_refund_no = console_refund(app, admin, no, amount).await;
     assert_eq!(refund_row(app, &out_refund_no).state, RefundState::Processing);
     out_refund_no
 }
@@ -125,11 +94,11 @@ fn root<'a>(no: &'a str, out_refund_no: &'a str, fee: &'a str, status: &'a str) 
 #[tokio::test]
 async fn a_refund_notify_applies_once_even_when_delivered_five_times_at_once() {
     on_every_backend(|app| async move {
-        let no = paid_order(&app, "RN-1", 2500).await;
+        let no = app.paid_order("RN-1", 2500).await;
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
         let out_refund_no = refund(&app, &admin, &no, "25.00").await;
-        control(&app, "faults", json!({ "concurrent_notifies": 5 })).await;
-        control(&app, &format!("refunds/{out_refund_no}/settle"), json!({ "status": "SUCCESS" })).await;
+        app.control("faults", json!({ "concurrent_notifies": 5 })).await;
+        app.control(&format!("refunds/{out_refund_no}/settle"), json!({ "status": "SUCCESS" })).await;
 
         wait_for_refund_log(&app, 5).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -151,7 +120,7 @@ async fn a_refund_notify_applies_once_even_when_delivered_five_times_at_once() {
         let refund = refund_row(&app, &out_refund_no);
         assert_eq!(refund.state, RefundState::Success);
         assert!(refund.succeeded_at.is_some());
-        let succeeded = events::for_order(&mut db(&app).conn().unwrap(), &no)
+        let succeeded = events::for_order(&mut app.db_handle().conn().unwrap(), &no)
             .unwrap()
             .into_iter()
             .filter(|e| e.kind == "refund_succeeded")
@@ -174,7 +143,7 @@ async fn a_refund_notify_applies_once_even_when_delivered_five_times_at_once() {
 #[tokio::test]
 async fn undecryptable_or_foreign_refund_notifies_get_fail_and_change_nothing() {
     on_every_backend(|app| async move {
-        let no = paid_order(&app, "RN-2", 1200).await;
+        let no = app.paid_order("RN-2", 1200).await;
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
         let out_refund_no = refund(&app, &admin, &no, "12.00").await;
         let success = root(&no, &out_refund_no, "1200", "SUCCESS");
@@ -215,7 +184,7 @@ async fn undecryptable_or_foreign_refund_notifies_get_fail_and_change_nothing() 
         let (status, _, reply) = post(&app, unknown).await;
         assert_eq!((status, reply.as_str()), (200, SUCCESS_REPLY));
         assert_eq!(refund_log(&app)[0].verdict, "unknown_refund");
-        let open = exceptions::for_order(&mut db(&app).conn().unwrap(), &no).unwrap();
+        let open = exceptions::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap();
         assert_eq!(open.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>(), ["unknown_refund"]);
         // One whose amount contradicts ours: not applied, raised.
         let mismatch = forged(DEMO_API_KEY, DEMO_MCH_ID, &root(&no, &out_refund_no, "1100", "SUCCESS"));
@@ -233,15 +202,15 @@ async fn change_raises_an_exception_and_refundclose_gives_the_amount_back() {
     on_every_backend(|app| async move {
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
 
-        let no = paid_order(&app, "RN-3", 900).await;
+        let no = app.paid_order("RN-3", 900).await;
         let out_refund_no = refund(&app, &admin, &no, "9.00").await;
-        control(&app, &format!("refunds/{out_refund_no}/settle"), json!({ "status": "CHANGE" })).await;
+        app.control(&format!("refunds/{out_refund_no}/settle"), json!({ "status": "CHANGE" })).await;
         let log = wait_for_refund_log(&app, 1).await;
         assert_eq!(log[0].verdict, "refund_change");
         assert_eq!(refund_row(&app, &out_refund_no).state, RefundState::Change);
         let order = order_row(&app, &no);
         assert_eq!((order.refunded.get(), order.refund_reserved.get()), (0, 900), "the money is still owed");
-        let raised = exceptions::for_order(&mut db(&app).conn().unwrap(), &no).unwrap();
+        let raised = exceptions::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap();
         assert_eq!(raised.len(), 1);
         assert_eq!(raised[0].kind, "refund_change");
         assert!(raised[0].resolved_at.is_none());
@@ -250,9 +219,9 @@ async fn change_raises_an_exception_and_refundclose_gives_the_amount_back() {
         let (_, html) = get(&app, &admin, "/admin/exceptions").await;
         assert!(html.contains("退款异常") && html.contains(&no));
 
-        let no = paid_order(&app, "RN-4", 600).await;
+        let no = app.paid_order("RN-4", 600).await;
         let out_refund_no = refund(&app, &admin, &no, "6.00").await;
-        control(&app, &format!("refunds/{out_refund_no}/settle"), json!({ "status": "REFUNDCLOSE" })).await;
+        app.control(&format!("refunds/{out_refund_no}/settle"), json!({ "status": "REFUNDCLOSE" })).await;
         let log = wait_for_refund_log(&app, 2).await;
         assert_eq!(log[0].verdict, "refund_closed");
         assert_eq!(refund_row(&app, &out_refund_no).state, RefundState::Closed);

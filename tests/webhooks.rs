@@ -6,17 +6,15 @@
 mod common;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::admin::*;
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestApp, TestDb, free_port, prepay_id, test_figment};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestApp, TestDb, prepay_id};
 use common::merchant_endpoint::{Received, receiver};
 use rocket::figment::Figment;
 use serde_json::{Value, json};
-use wechat_checkout::config::JobsSettings;
+use wechat_checkout::db::audit;
 use wechat_checkout::db::webhooks::{self, WebhookState};
-use wechat_checkout::db::{Db, audit};
 use wechat_checkout::jobs::{JobContext, signature};
 use wechat_checkout::staff::Role;
 
@@ -25,7 +23,8 @@ const SCHEDULE: &str = "50ms,100ms,200ms,400ms,800ms,1s";
 
 // ---- The app ------------------------------------------------------------------------------
 
-/// Runs `scenario` on SQLite, then on PostgreSQL when configured, printing each run's time.
+/// Runs `scenario` on SQLite, then on PostgreSQL when configured, printing each run's time. Unlike
+/// the shared one, the scenario starts the app itself: its settings name an endpoint it starts first.
 async fn on_every_backend<F, Fut>(name: &str, scenario: F)
 where
     F: Fn(TestDb, Option<tempfile::TempDir>) -> Fut,
@@ -60,16 +59,12 @@ fn webhook_settings(f: Figment, global: Option<String>) -> Figment {
     }
 }
 
-fn db(app: &TestApp) -> Db {
-    Db::connect(&app.db.url(), 2).unwrap()
-}
-
 fn events_of(app: &TestApp, no: &str) -> Vec<webhooks::WebhookEvent> {
-    webhooks::for_order(&mut db(app).conn().unwrap(), no).unwrap()
+    webhooks::for_order(&mut app.db_handle().conn().unwrap(), no).unwrap()
 }
 
 fn attempts_of(app: &TestApp, id: i64) -> Vec<webhooks::AttemptRow> {
-    webhooks::attempts_for(&mut db(app).conn().unwrap(), &[id]).unwrap()
+    webhooks::attempts_for(&mut app.db_handle().conn().unwrap(), &[id]).unwrap()
 }
 
 /// Creates an order through the API, with its own webhook URL when given.
@@ -223,14 +218,6 @@ async fn an_order_without_any_url_gets_no_event() {
     .await;
 }
 
-/// The refund form of an order page: its CSRF token and stable out_refund_no.
-async fn refund_form(app: &TestApp, client: &reqwest::Client, no: &str) -> (String, String) {
-    let (_, html) = get(app, client, &format!("/admin/orders/{no}")).await;
-    let marker = "name=\"out_refund_no\" value=\"";
-    let at = html.find(marker).expect("the page has a refund form") + marker.len();
-    (csrf_of(&html), html[at..].split('"').next().unwrap().to_owned())
-}
-
 #[tokio::test]
 async fn order_refunded_follows_a_successful_refund() {
     on_every_backend("order_refunded_follows_a_successful_refund", |store, dir| async move {
@@ -241,16 +228,7 @@ async fn order_refunded_follows_a_successful_refund() {
         pay(&app, &no).await;
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
 
-        let (csrf, out_refund_no) = refund_form(&app, &admin, &no).await;
-        let fields = [
-            ("csrf", csrf.as_str()),
-            ("out_refund_no", out_refund_no.as_str()),
-            ("amount", "5.00"),
-            ("reason", "顾客申请退货"),
-            ("confirm", "yes"),
-        ];
-        let res = admin.post(app.url(&format!("/admin/orders/{no}/refund"))).form(&fields).send().await.unwrap();
-        assert_eq!(res.status(), 303);
+        let out_refund_no = console_refund(&app, &admin, &no, "5.00").await;
         // WeChat settles the refund; a re-query (or its notify) brings the outcome here.
         let settle = app
             .http
@@ -326,7 +304,7 @@ async fn the_console_lists_events_and_a_manual_resend_delivers_again() {
         assert_eq!(again.len(), 1);
         assert_eq!(attempts_of(&app, event.id).len(), 2, "both deliveries are logged");
 
-        let entries = audit::for_order(&mut db(&app).conn().unwrap(), &no).unwrap();
+        let entries = audit::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap();
         let resend = entries.iter().find(|a| a.action == "webhook_resend").expect("the re-send is audited");
         assert_eq!(resend.actor, "olga-operator");
         assert_eq!(resend.target.as_deref(), Some(format!("webhook:{}", event.id).as_str()));
@@ -341,10 +319,7 @@ async fn the_console_lists_events_and_a_manual_resend_delivers_again() {
 
 /// A job context of its own (own pool, own lease owner) on the app's database.
 fn instance(app: &TestApp, hook: &str, owner: &str) -> JobContext {
-    let figment = webhook_settings(test_figment(free_port(), &app.db.url()), Some(hook.to_owned()));
-    let payments = wechat_checkout::app::build_payments(&figment).expect("payments build");
-    let settings = JobsSettings { instance_id: owner.to_owned(), ..payments.config.jobs.clone() };
-    JobContext { payments, settings: Arc::new(settings) }
+    app.job_context(owner, |f| webhook_settings(f, Some(hook.to_owned())), |gateway| gateway)
 }
 
 #[tokio::test]

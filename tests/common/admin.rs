@@ -1,6 +1,6 @@
 //! Driving the admin console in tests: staff accounts, signing in, and the CSRF token of a page.
+//! Also refunds through an order page's form, as staff would ask for them.
 
-use wechat_checkout::db::Db;
 use wechat_checkout::staff::{Role, accounts};
 
 use super::app::TestApp;
@@ -14,8 +14,7 @@ pub fn browser() -> reqwest::Client {
 
 /// Creates a staff account with [`STAFF_PASSWORD`].
 pub fn create_staff(app: &TestApp, username: &str, role: Role) {
-    let db = Db::connect(&app.db.url(), 2).unwrap();
-    accounts::create_blocking(&db, username, STAFF_PASSWORD, role, false).unwrap();
+    accounts::create_blocking(&app.db_handle(), username, STAFF_PASSWORD, role, false).unwrap();
 }
 
 /// The value of the first `name="csrf"` hidden field in a page.
@@ -61,4 +60,38 @@ pub async fn post_form(
     let mut form: Vec<(&str, &str)> = fields.to_vec();
     form.push(("csrf", &csrf));
     client.post(app.url(action)).form(&form).send().await.unwrap()
+}
+
+/// The refund form of an order page: its CSRF token and stable out_refund_no.
+pub async fn refund_form(app: &TestApp, client: &reqwest::Client, no: &str) -> (String, String) {
+    let (_, html) = get(app, client, &format!("/admin/orders/{no}")).await;
+    let marker = "name=\"out_refund_no\" value=\"";
+    let at = html.find(marker).expect("the page has a refund form") + marker.len();
+    (csrf_of(&html), html[at..].split('"').next().unwrap().to_owned())
+}
+
+/// Submits a refund form (from [`refund_form`]) for `amount` yuan, confirmed.
+pub async fn submit_refund(
+    app: &TestApp,
+    client: &reqwest::Client,
+    no: &str,
+    form: &(String, String),
+    amount: &str,
+) -> reqwest::Response {
+    let fields = [
+        ("csrf", form.0.as_str()),
+        ("out_refund_no", form.1.as_str()),
+        ("amount", amount),
+        ("reason", "顾客申请退货"),
+        ("confirm", "yes"),
+    ];
+    client.post(app.url(&format!("/admin/orders/{no}/refund"))).form(&fields).send().await.unwrap()
+}
+
+/// Requests a refund of `yuan` through the order page, as an admin would; returns its
+/// out_refund_no.
+pub async fn console_refund(app: &TestApp, client: &reqwest::Client, no: &str, yuan: &str) -> String {
+    let form = refund_form(app, client, no).await;
+    assert_eq!(submit_refund(app, client, no, &form, yuan).await.status(), 303);
+    form.1
 }

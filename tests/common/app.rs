@@ -1,14 +1,25 @@
 //! A real wechat-checkout server on a free local port, on a fresh SQLite file or a fresh
 //! PostgreSQL database, with the simulator mounted, plus HTTP helpers to drive it.
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rocket::figment::Figment;
+use serde_json::Value;
 use wechat_checkout::app;
+use wechat_checkout::config::AppConfig;
+use wechat_checkout::db::{Db, notify_log, orders};
+use wechat_checkout::jobs::JobContext;
+use wechat_checkout::payments::Payments;
+use wechat_checkout::payments::notify_writer::NotifyWriter;
+use wechat_checkout::wxpay::{GatewayConfig, HttpPayGateway, Merchant, PayGateway};
 
 pub const API_TOKEN: &str = "test-token-0123456789abcdefghij";
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "admin-password-123";
+/// Generous limit for anything that should happen within moments (a notify, a few job ticks).
+pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Which database a test runs on.
 #[derive(Clone, Debug)]
@@ -201,21 +212,89 @@ impl TestApp {
     /// Waits (briefly) for an order to reach `state` through the status endpoint.
     pub async fn wait_for_state(&self, out_trade_no: &str, state: &str) -> bool {
         for _ in 0..100 {
-            let s: serde_json::Value = self
-                .http
-                .get(self.url(&format!("/pay/{out_trade_no}/status")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if s["state"] == state {
+            if self.get_json(&format!("/pay/{out_trade_no}/status")).await["state"] == state {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// A pool of its own on the app's database, to read and plant rows behind the app's back.
+    pub fn db_handle(&self) -> Db {
+        Db::connect(&self.db.url(), 2).unwrap()
+    }
+
+    fn port(&self) -> u16 {
+        self.base_url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// POSTs to the simulator's control API (faults, clock, settling refunds); returns its JSON.
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        let res = self.http.post(self.url(&format!("/simulator/control/{path}"))).json(&body).send().await.unwrap();
+        assert!(res.status().is_success(), "control {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// GETs `path` without credentials and returns its JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The simulator's view of an order.
+    pub async fn sim_order(&self, out_trade_no: &str) -> Value {
+        self.get_json(&format!("/simulator/control/orders/{out_trade_no}")).await
+    }
+
+    /// An order with a prepay (PAYING): its out_trade_no and prepay_id.
+    pub async fn paying_order(&self, merchant_order_id: &str, amount_fen: i64) -> (String, String) {
+        let order = self.create_order(merchant_order_id, amount_fen).await;
+        let no = order["out_trade_no"].as_str().unwrap().to_owned();
+        let prepay = prepay_id(&self.jsapi(&no).await);
+        (no, prepay)
+    }
+
+    /// An order paid through the simulator whose payment notify was applied and logged, so that
+    /// nothing arrives later by surprise. Waits on the database, not the status page, which could
+    /// settle the order through an orderquery of its own.
+    pub async fn paid_order(&self, merchant_order_id: &str, amount_fen: i64) -> String {
+        let (no, prepay) = self.paying_order(merchant_order_id, amount_fen).await;
+        assert_eq!(self.shopper(&prepay, "ok").await.status(), 200);
+        let db = self.db_handle();
+        eventually(&format!("the payment notify of {no}"), || {
+            order_row(&db, &no).state.as_str() == "PAID"
+                && !notify_log::for_order(&mut db.conn().unwrap(), &no).unwrap().is_empty()
+        })
+        .await;
+        no
+    }
+
+    /// The jobs of another instance on the app's database: its own pool, `Payments` and lease
+    /// name, talking to the app's simulator over HTTP through the gateway `wrap` returns.
+    pub fn job_context(
+        &self,
+        instance_id: &str,
+        tweak: impl FnOnce(Figment) -> Figment,
+        wrap: impl FnOnce(Arc<dyn PayGateway>) -> Arc<dyn PayGateway>,
+    ) -> JobContext {
+        let figment = tweak(test_figment(self.port(), &self.db.url()).merge(("instance_id", instance_id)));
+        let config = AppConfig::from_figment(figment).unwrap();
+        let db = Db::connect(&config.database_url, 8).unwrap();
+        let merchant = Merchant {
+            appid: config.wechat.appid.clone(),
+            mch_id: config.wechat.mch_id.clone(),
+            key: config.wechat.api_key.clone(),
+            sign_type: config.wechat.sign_type,
+        };
+        let real = HttpPayGateway::new(merchant.clone(), GatewayConfig::with_base(&config.wechat.api_base)).unwrap();
+        let payments = Payments {
+            db: db.clone(),
+            gateway: wrap(Arc::new(real)),
+            merchant,
+            config: Arc::new(config),
+            notify_writer: NotifyWriter::start(db),
+        };
+        JobContext::new(payments)
     }
 
     pub async fn stop(self) {
@@ -235,6 +314,22 @@ pub fn prepay_id(jsapi: &serde_json::Value) -> String {
     jsapi["params"]["package"].as_str().unwrap().strip_prefix("prepay_id=").unwrap().to_owned()
 }
 
+pub fn order_row(db: &Db, out_trade_no: &str) -> orders::Order {
+    orders::find(&mut db.conn().unwrap(), out_trade_no).unwrap().unwrap()
+}
+
+/// Polls `check` every 25 ms until it holds or [`PATIENCE`] runs out.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < PATIENCE {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// Runs `scenario` on a fresh app on SQLite, then on PostgreSQL when `TEST_DATABASE_URL` is set,
 /// printing each run's time.
 pub async fn on_every_backend<F, Fut>(scenario: F)
@@ -242,13 +337,30 @@ where
     F: Fn(TestApp) -> Fut,
     Fut: std::future::Future<Output = TestApp>,
 {
-    let started = std::time::Instant::now();
-    scenario(TestApp::sqlite().await).await.stop().await;
+    on_every_backend_with(|f, _| f, |app, _| scenario(app)).await;
+}
+
+/// [`on_every_backend`] with `tweak` applied to each app's settings. Both are given a fresh path
+/// for the run's bills, so that an app that downloads bills can keep them out of the working
+/// directory and the scenario can find them.
+pub async fn on_every_backend_with<T, F, Fut>(tweak: T, scenario: F)
+where
+    T: Fn(Figment, &Path) -> Figment,
+    F: Fn(TestApp, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = TestApp>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let bills = dir.path().join("bills");
+    let db = TestDb::sqlite(&dir);
+    let started = Instant::now();
+    scenario(TestApp::start(db, Some(dir), |f| tweak(f, &bills)).await, bills.clone()).await.stop().await;
     eprintln!("sqlite: {:?}", started.elapsed());
     match TestDb::postgres() {
         Some(db) => {
-            let started = std::time::Instant::now();
-            scenario(TestApp::start(db, None, |f| f).await).await.stop().await;
+            let dir = tempfile::tempdir().unwrap();
+            let bills = dir.path().join("bills");
+            let started = Instant::now();
+            scenario(TestApp::start(db, None, |f| tweak(f, &bills)).await, bills.clone()).await.stop().await;
             eprintln!("postgres: {:?}", started.elapsed());
         }
         None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
