@@ -288,6 +288,11 @@ async fn the_console_lists_events_and_a_manual_resend_delivers_again() {
         let (_, failed_only) = get(&app, &viewer, "/admin/webhooks?state=FAILED").await;
         assert!(failed_only.contains("id=\"no-webhooks\""));
         let (_, by_order) = get(&app, &viewer, &format!("/admin/webhooks?order={no}")).await;
+        let (_, order_page) = get(&app, &viewer, &format!("/admin/orders/{no}")).await;
+        assert!(
+            order_page.contains(&format!("href=\"/admin/webhooks?order={no}\"")),
+            "the order links to its webhooks"
+        );
         assert!(by_order.contains(&format!("data-id=\"{}\"", event.id)));
         let action = format!("/admin/webhooks/{}/resend", event.id);
         let refused = post_form(&app, &viewer, "/admin/webhooks", &action, &[("back", "/admin/webhooks")]).await;
