@@ -200,7 +200,9 @@ impl Instance {
     /// Stops the process as an orchestrator would (SIGTERM) and waits for a clean exit.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        // The shell's built-in `kill`: a minimal machine may have no /usr/bin/kill.
+        let sent = Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status().unwrap();
+        assert!(sent.success());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
