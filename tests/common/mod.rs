@@ -111,3 +111,4 @@ pub mod admin;
 pub mod app;
 pub mod browser;
 pub mod merchant_endpoint;
+pub mod route_walk;
