@@ -11,6 +11,8 @@
 //! `ADMIN_BENCH_EXTRA_SQL` runs after seeding on both backends (to try an index), `ADMIN_BENCH_SQLITE_PATH`
 //! keeps the SQLite file (for EXPLAIN QUERY PLAN), `ADMIN_BENCH_SQLITE_ANALYZE=1` runs ANALYZE on it.
 
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, NaiveDateTime, Utc};
@@ -44,23 +46,6 @@ const DESCRIPTIONS: &[&str] = &[
     "瑞幸咖啡-生椰拿铁",
 ];
 
-/// SplitMix64, so every run seeds the same orders.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Numbers kept from the seeded orders to search for.
 #[derive(Default)]
 struct Samples {
@@ -80,12 +65,19 @@ fn opt(s: Option<String>) -> String {
 }
 
 /// Generates order `i` of `n` as a VALUES tuple (and, when refunded, a refunds tuple).
-fn order_row(rng: &mut Rng, i: u64, n: u64, start: DateTime<Utc>, samples: &mut Samples) -> (String, Option<String>) {
+fn order_row(
+    rng: &mut SmallRng,
+    i: u64,
+    n: u64,
+    start: DateTime<Utc>,
+    samples: &mut Samples,
+) -> (String, Option<String>) {
     let span = (DAYS * 86_400 * 1_000_000) as i64;
     let step = span / n as i64;
-    let created = start + chrono::Duration::microseconds(i as i64 * step + rng.below(step.max(1) as u64) as i64);
+    let created =
+        start + chrono::Duration::microseconds(i as i64 * step + rng.random_range(0..step.max(1) as u64) as i64);
     let age_hours = (Utc::now() - created).num_hours();
-    let roll = rng.below(100);
+    let roll = rng.random_range(0..100);
     let state = match roll {
         _ if age_hours < 2 && roll < 40 => "PAYING",
         0..=64 => "PAID",
@@ -94,18 +86,18 @@ fn order_row(rng: &mut Rng, i: u64, n: u64, start: DateTime<Utc>, samples: &mut 
         96..=97 => "CREATED",
         _ => "PAYERROR",
     };
-    let amount = match rng.below(100) {
-        0..=39 => 100 + rng.below(4_900),
-        40..=79 => 5_000 + rng.below(25_000),
-        80..=97 => 30_000 + rng.below(170_000),
-        _ => 200_000 + rng.below(1_800_000),
+    let amount = match rng.random_range(0..100) {
+        0..=39 => 100 + rng.random_range(0..4_900),
+        40..=79 => 5_000 + rng.random_range(0..25_000),
+        80..=97 => 30_000 + rng.random_range(0..170_000),
+        _ => 200_000 + rng.random_range(0..1_800_000),
     } as i64;
     let out_trade_no = format!("WC{}{i:012}", format_compact(created));
-    let merchant_order_id = format!("SO{:010}{:04}", i, rng.below(10_000));
+    let merchant_order_id = format!("SO{:010}{:04}", i, rng.random_range(0..10_000));
     let paid = state == "PAID";
-    let transaction_id = paid.then(|| format!("4200{:06}{:018}", 1000 + rng.below(9000), i));
-    let paid_at = paid.then(|| created + chrono::Duration::seconds(5 + rng.below(600) as i64));
-    let refunded = if paid && rng.below(100) < 3 { amount / (1 + rng.below(3) as i64) } else { 0 };
+    let transaction_id = paid.then(|| format!("4200{:06}{:018}", 1000 + rng.random_range(0..9000), i));
+    let paid_at = paid.then(|| created + chrono::Duration::seconds(5 + rng.random_range(0..600) as i64));
+    let refunded = if paid && rng.random_range(0..100) < 3 { amount / (1 + rng.random_range(0..3) as i64) } else { 0 };
     let closed_at = (state == "CLOSED").then(|| created + chrono::Duration::hours(2));
     if i.is_multiple_of(3_331) {
         samples.ids.push(out_trade_no.clone());
@@ -119,9 +111,10 @@ fn order_row(rng: &mut Rng, i: u64, n: u64, start: DateTime<Utc>, samples: &mut 
         "({},{},{amount},{},{},'MD5',{},{},{},{},{},{refunded},{refunded},{},{},{},{})",
         text(&out_trade_no),
         text(&merchant_order_id),
-        text(DESCRIPTIONS[rng.below(DESCRIPTIONS.len() as u64) as usize]),
+        text(DESCRIPTIONS[rng.random_range(0..DESCRIPTIONS.len() as u64) as usize]),
         text(state),
-        opt((state != "CREATED").then(|| text(&format!("oUpF8uMuAJO_M2pxb1Q9zNjW{:08}", rng.below(100_000_000))))),
+        opt((state != "CREATED")
+            .then(|| text(&format!("oUpF8uMuAJO_M2pxb1Q9zNjW{:08}", rng.random_range(0..100_000_000))))),
         opt((state != "CREATED").then(|| text(&format!("wx{:030}", i)))),
         opt(transaction_id.as_deref().map(text)),
         opt(paid.then(|| amount.to_string())),
@@ -154,7 +147,8 @@ const INSERT_REFUNDS: &str = "INSERT INTO refunds (out_refund_no, out_trade_no, 
 
 /// Seeds `n` orders over the last 90 days; returns numbers to search for.
 fn seed(conn: &mut impl SimpleConnection, n: u64) -> Samples {
-    let mut rng = Rng(42);
+    // Seeded: every run seeds the same orders.
+    let mut rng = SmallRng::seed_from_u64(42);
     let mut samples = Samples::default();
     let start = Utc::now() - chrono::Duration::days(DAYS as i64);
     let mut i = 0;

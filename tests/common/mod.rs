@@ -112,3 +112,4 @@ pub mod app;
 pub mod browser;
 pub mod merchant_endpoint;
 pub mod route_walk;
+pub mod seeded;
