@@ -55,8 +55,10 @@ pub const EVENT_HEADER: &str = "X-Wechat-Checkout-Event";
 pub const EVENT_ID_HEADER: &str = "X-Wechat-Checkout-Event-Id";
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// How long the scan lags behind the newest timeline rows (see the module comment).
-pub const SETTLE: chrono::Duration = chrono::Duration::minutes(5);
+/// How long the scan lags behind the newest timeline rows (see the module comment). Every pass
+/// re-reads this window, so it is kept short: a minute is still far beyond any write transaction
+/// here and any sane clock difference between instances.
+pub const SETTLE: chrono::Duration = chrono::Duration::minutes(1);
 /// How far back a fresh scan (a new process) starts.
 pub const CATCH_UP: chrono::Duration = chrono::Duration::hours(24);
 /// The whole of one attempt: connecting, sending, and reading the reply's start.
