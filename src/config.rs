@@ -394,7 +394,10 @@ impl AppConfig {
                     .map_err(|_| invalid("RECONCILE_AT", "must be HH:MM (Beijing time), e.g. 10:30"))?,
                 bill_dir: raw.bill_dir.into(),
                 webhook_url: match raw.webhook_url.filter(|u| !u.is_empty()) {
-                    Some(u) => Some(validate_base("WEBHOOK_URL", &u).map(|_| u)?),
+                    Some(u) => match webhook_url_problem(&u) {
+                        Some(problem) => return Err(invalid("WEBHOOK_URL", problem)),
+                        None => Some(u),
+                    },
                     None => None,
                 },
                 webhook_secret: raw.webhook_secret.filter(|s| !s.expose().is_empty()),
@@ -440,6 +443,35 @@ fn validate_base(var: &'static str, value: &str) -> Result<String, ConfigError> 
             Ok(trimmed.to_owned())
         }
         _ => Err(invalid(var, format!("{value:?} is not an absolute http(s) URL without a query"))),
+    }
+}
+
+/// The longest webhook URL, in bytes.
+pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
+
+/// What is wrong with a webhook URL, the global `WEBHOOK_URL` or an order's own, if anything: it
+/// must be absolute http(s) with a host, with no credentials or fragment, at most
+/// [`MAX_WEBHOOK_URL_BYTES`].
+pub fn webhook_url_problem(url: &str) -> Option<String> {
+    if url.len() > MAX_WEBHOOK_URL_BYTES {
+        return Some(format!("must be at most {MAX_WEBHOOK_URL_BYTES} bytes"));
+    }
+    // The URL is stored and sent exactly as given, so it must not rely on the parser's clean-up
+    // of surrounding spaces or control characters.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain spaces or control characters".into());
+    }
+    match url::Url::parse(url) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) => {
+            Some("must be an absolute http:// or https:// URL".into())
+        }
+        // Credentials would be stored and shown in the console; the signature authenticates.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            Some("must not contain a user name or password".into())
+        }
+        Ok(u) if u.fragment().is_some() => Some("must not contain a #fragment".into()),
+        Ok(_) => None,
+        Err(e) => Some(format!("must be an absolute http:// or https:// URL ({e})")),
     }
 }
 
@@ -505,6 +537,16 @@ mod tests {
         assert_eq!(c.wechat.api_base, "https://api.mch.weixin.qq.com");
         assert_eq!(c.wechat.api_backup_base.as_deref(), Some("https://api2.mch.weixin.qq.com"));
         assert!(!format!("{c:?}").contains("192006250b4c09247ec02edce69f6a2d"), "secrets never print");
+    }
+
+    #[test]
+    fn webhook_url_follows_the_same_rule_as_an_orders_own() {
+        let with = |url: &str| RawSettings { webhook_url: Some(url.into()), ..RawSettings::default() };
+        let c = AppConfig::validate(with("https://merchant.example/hooks?shop=7")).unwrap();
+        assert_eq!(c.jobs.webhook_url.as_deref(), Some("https://merchant.example/hooks?shop=7"));
+        for bad in ["merchant.example/hooks", "https://user:pw@merchant.example/h", "https://merchant.example/h#x"] {
+            assert!(problem(with(bad)).contains("WEBHOOK_URL"), "{bad}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use super::Payments;
+use crate::config::webhook_url_problem;
 use crate::db::events;
 use crate::db::orders::{self, NewOrder, Order};
 use crate::domain::{Fen, OrderState, ids};
@@ -47,9 +48,6 @@ impl ApiCreateOrder {
         (CreateOrder { amount_fen, description, merchant_order_id, attach, expires_in_seconds }, webhook_url)
     }
 }
-
-/// The longest webhook URL an order may name, in bytes.
-pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
 
 #[derive(Debug)]
 pub enum Created {
@@ -189,9 +187,8 @@ impl Payments {
         Ok(expires_in)
     }
 
-    /// An order's own webhook URL: absolute http(s) with a host, no credentials or fragment, at
-    /// most [`MAX_WEBHOOK_URL_BYTES`]; and only when this server signs webhooks, since a receiver
-    /// cannot trust an unsigned one.
+    /// An order's own webhook URL: one `WEBHOOK_URL` could be ([`webhook_url_problem`]), and only
+    /// when this server signs webhooks, since a receiver cannot trust an unsigned one.
     fn validate_webhook_url(&self, url: Option<String>) -> Result<Option<String>, AppError> {
         let Some(url) = url.filter(|u| !u.is_empty()) else { return Ok(None) };
         let field = "webhook_url";
@@ -201,25 +198,9 @@ impl Payments {
                 "webhooks are not enabled on this server (WEBHOOK_SECRET is not set), so they could not be signed",
             ));
         }
-        if url.len() > MAX_WEBHOOK_URL_BYTES {
-            return Err(AppError::invalid(field, format!("must be at most {MAX_WEBHOOK_URL_BYTES} bytes")));
-        }
-        // The URL is stored and sent exactly as given, so it must not rely on the parser's
-        // clean-up of surrounding spaces or control characters.
-        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(AppError::invalid(field, "must not contain spaces or control characters"));
-        }
-        match url::Url::parse(&url) {
-            Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) => {
-                Err(AppError::invalid(field, "must be an absolute http:// or https:// URL"))
-            }
-            // Credentials would be stored and shown in the console; the signature authenticates.
-            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                Err(AppError::invalid(field, "must not contain a user name or password"))
-            }
-            Ok(u) if u.fragment().is_some() => Err(AppError::invalid(field, "must not contain a #fragment")),
-            Ok(_) => Ok(Some(url)),
-            Err(e) => Err(AppError::invalid(field, format!("must be an absolute http:// or https:// URL ({e})"))),
+        match webhook_url_problem(&url) {
+            Some(problem) => Err(AppError::invalid(field, problem)),
+            None => Ok(Some(url)),
         }
     }
 }
