@@ -20,6 +20,20 @@ pub struct NewAudit<'a> {
     pub remote_addr: Option<&'a str>,
 }
 
+impl<'a> NewAudit<'a> {
+    /// An entry for an action taken now by `actor`, from `remote_addr`.
+    pub fn by(
+        actor: &'a str,
+        remote_addr: Option<&'a str>,
+        action: &'a str,
+        out_trade_no: Option<&'a str>,
+        target: Option<&'a str>,
+        detail: serde_json::Value,
+    ) -> NewAudit<'a> {
+        NewAudit { at: crate::db::now(), actor, action, out_trade_no, target, detail: detail.to_string(), remote_addr }
+    }
+}
+
 #[derive(Queryable, Selectable, Clone, Debug, serde::Serialize)]
 #[diesel(table_name = audit_log)]
 pub struct AuditRow {

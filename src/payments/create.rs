@@ -26,7 +26,9 @@ pub struct CreateOrder {
     pub expires_in_seconds: Option<i64>,
 }
 
-/// The JSON API's request body: an order and, optionally, its own webhook URL.
+/// The JSON API's request body: an order and, optionally, its own webhook URL. `CreateOrder`'s
+/// fields are repeated rather than flattened because serde cannot deny unknown fields through
+/// `#[serde(flatten)]`, and a misspelt field must be refused.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiCreateOrder {

@@ -49,18 +49,9 @@ impl Actor {
         target: Option<&str>,
         detail: Value,
     ) -> DbResult<()> {
-        audit::record(
-            conn,
-            &audit::NewAudit {
-                at: crate::db::now(),
-                actor: &self.username,
-                action,
-                out_trade_no,
-                target,
-                detail: detail.to_string(),
-                remote_addr: self.remote_addr.as_deref(),
-            },
-        )
+        let entry =
+            audit::NewAudit::by(&self.username, self.remote_addr.as_deref(), action, out_trade_no, target, detail);
+        audit::record(conn, &entry)
     }
 }
 

@@ -60,18 +60,8 @@ pub async fn sign_in(db: &Db, username: &str, password_text: &str, ip: &str) -> 
                 staff::record_failure(c, id, MAX_FAILURES_PER_ACCOUNT, (now + LOCKOUT).naive_utc())?;
             }
         }
-        audit::record(
-            c,
-            &audit::NewAudit {
-                at: crate::db::now(),
-                actor: &name,
-                action: if succeeded { "login" } else { "login_failed" },
-                out_trade_no: None,
-                target: None,
-                detail: "{}".into(),
-                remote_addr: Some(&addr),
-            },
-        )
+        let action = if succeeded { "login" } else { "login_failed" };
+        audit::record(c, &audit::NewAudit::by(&name, Some(&addr), action, None, None, serde_json::json!({})))
     })
     .await?;
     // A lock that this very failure triggered applies from the next attempt on.

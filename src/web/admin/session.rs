@@ -60,15 +60,7 @@ impl Staff {
         target: Option<&'a str>,
         detail: serde_json::Value,
     ) -> audit::NewAudit<'a> {
-        audit::NewAudit {
-            at: crate::db::now(),
-            actor: &self.username,
-            action,
-            out_trade_no,
-            target,
-            detail: detail.to_string(),
-            remote_addr: self.remote_addr.as_deref(),
-        }
+        audit::NewAudit::by(&self.username, self.remote_addr.as_deref(), action, out_trade_no, target, detail)
     }
 }
 
