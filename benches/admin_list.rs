@@ -19,7 +19,7 @@ use chrono::{DateTime, Days, NaiveDateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamp};
-use wechat_checkout::db::order_list::Key;
+use wechat_checkout::domain::listing::Key;
 use wechat_checkout::web::admin::orders::encode_cursor;
 use wechat_checkout::wxpay::time::{beijing_date, format_compact};
 

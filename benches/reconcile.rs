@@ -45,13 +45,14 @@ use diesel::{Connection, PgConnection, SqliteConnection};
 use serde::{Deserialize, Serialize};
 use wechat_checkout::config::AppConfig;
 use wechat_checkout::db::Db;
-use wechat_checkout::db::reconciliation::{self, RunFigures, RunState};
+use wechat_checkout::db::reconciliation;
+use wechat_checkout::domain::reconciliation::RunFigures;
+use wechat_checkout::domain::reconciliation::RunState;
 use wechat_checkout::jobs::JobContext;
-use wechat_checkout::jobs::reconcile::findings::FindingKind;
-use wechat_checkout::jobs::reconcile::progress::{Phase, Progress};
-use wechat_checkout::jobs::reconcile::{self as reconcile_job, RunOptions, RunOutcome};
 use wechat_checkout::payments::Payments;
-use wechat_checkout::payments::notify_writer::NotifyWriter;
+use wechat_checkout::payments::reconcile::findings::FindingKind;
+use wechat_checkout::payments::reconcile::progress::{Phase, Progress};
+use wechat_checkout::payments::reconcile::{self as reconcile_job, RunOptions, RunOutcome};
 use wechat_checkout::simulator::bill_text::{BillLayout, BillRecord, BillRecordKind, BillTotals, write_bill_gzip};
 use wechat_checkout::wxpay::download_bill::{BillDownload, DownloadBill};
 use wechat_checkout::wxpay::order_query::{CloseOrder, OrderQuery, OrderQueryReply};
@@ -636,13 +637,7 @@ fn child(db_url: &str, bill: &Path, bill_dir: &Path, n: u64) {
             sign_type: config.wechat.sign_type,
         };
         let gateway = PreparedBill { bill: bill.to_owned(), plan: Plan::new(n) };
-        let payments = Payments {
-            db: db.clone(),
-            gateway: Arc::new(gateway),
-            merchant,
-            config: Arc::new(config),
-            notify_writer: NotifyWriter::start(db),
-        };
+        let payments = Payments::new(db, Arc::new(gateway), merchant, Arc::new(config));
         let ctx = JobContext::new(payments);
         let recorder = Arc::new(Recorder::default());
         let opts = RunOptions { any_state: true, progress: recorder.clone(), requested_by: None };
@@ -650,7 +645,7 @@ fn child(db_url: &str, bill: &Path, bill_dir: &Path, n: u64) {
         let hwm_reset = reset_peak_rss();
         let rss_before_kib = proc_status_kib("VmRSS:");
         let started = Instant::now();
-        let outcome = reconcile_job::reconcile_date(&ctx, bill_date(), opts).await;
+        let outcome = ctx.payments.reconcile_date(bill_date(), opts).await;
         let secs = started.elapsed().as_secs_f64();
         let peak_kib = proc_status_kib("VmHWM:");
 

@@ -12,7 +12,6 @@ use thiserror::Error;
 use crate::config::{AppConfig, ConfigError};
 use crate::db::{self, Db, DbError, tokens};
 use crate::payments::Payments;
-use crate::payments::notify_writer::NotifyWriter;
 use crate::simulator::{self, SimMerchant, Simulator, SimulatorConfig};
 use crate::web;
 use crate::web::oauth_state::StateSigner;
@@ -73,13 +72,7 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartErro
         Duration::from_secs(10),
     )
     .map_err(|e| StartError::Other(format!("WeChat OAuth client: {e}")))?;
-    let payments = Payments {
-        db: db.clone(),
-        gateway: Arc::new(gateway),
-        merchant,
-        config,
-        notify_writer: NotifyWriter::start(db),
-    };
+    let payments = Payments::new(db, Arc::new(gateway), merchant, config);
     Ok((payments, oauth))
 }
 
@@ -219,7 +212,7 @@ fn bootstrap_api_token(db: &Db, config: &AppConfig) -> Result<(), StartError> {
         return Ok(());
     }
     let token = crate::wxpay::nonce::random_alphanumeric(40);
-    let hash = web::api::token_hash(&token);
+    let hash = crate::domain::records::token_hash(&token);
     tokens::insert(&mut conn, &tokens::NewToken { name: "initial", token_hash: &hash, created_at: db::now() })?;
     eprintln!(
         "\n================================================================\n\

@@ -60,11 +60,31 @@ impl AppError {
         }
     }
 
+    /// A message for staff: like [`AppError::public_message`], but with the WeChat detail that
+    /// the public message hides.
+    pub fn staff_message(&self) -> String {
+        match self {
+            AppError::Gateway(w) => describe_wechat(w),
+            other => other.public_message(),
+        }
+    }
+
     /// Logs server-side failures with their detail.
     pub fn log(&self) {
         match self.status().code {
             500.. => tracing::error!(error = %self, "request failed"),
             _ => tracing::debug!(error = %self, "request refused"),
         }
+    }
+}
+
+/// A WeChat error as staff read it (and as it is kept with a refund or a close attempt): the
+/// code and WeChat's own description when there is one.
+pub fn describe_wechat(e: &WxError) -> String {
+    match e {
+        WxError::Business { code, description, .. } => format!("{code}：{description}"),
+        WxError::ReturnFail { return_msg } => format!("通信失败：{return_msg}"),
+        WxError::Transport { .. } => format!("无法连接微信支付（{e}）"),
+        other => other.to_string(),
     }
 }

@@ -124,15 +124,14 @@ async fn run_job(name: &str) -> Result<(), String> {
 
 async fn reconcile(date: chrono::NaiveDate) -> Result<(), String> {
     use std::io::IsTerminal;
-    use wechat_checkout::jobs::reconcile::{RunOptions, RunOutcome, progress};
+    use wechat_checkout::payments::reconcile::{RunOptions, RunOutcome, progress};
 
     let ctx = job_context()?;
     // A bar only for a person watching; logs and pipes get the summary alone.
     let progress: std::sync::Arc<dyn progress::Progress> =
         if std::io::stderr().is_terminal() { std::sync::Arc::new(Bar::default()) } else { progress::silent() };
     let opts = RunOptions { progress, ..RunOptions::now() };
-    let outcome =
-        wechat_checkout::jobs::reconcile::reconcile_date(&ctx, date, opts).await.map_err(|e| e.to_string())?;
+    let outcome = ctx.payments.reconcile_date(date, opts).await.map_err(|e| e.to_string())?;
     println!("{outcome}");
     match outcome {
         RunOutcome::Finished(_) | RunOutcome::Waiting { .. } => Ok(()),
@@ -147,9 +146,9 @@ struct Bar {
     current: std::sync::Mutex<Option<(indicatif::ProgressBar, &'static str)>>,
 }
 
-impl wechat_checkout::jobs::reconcile::progress::Progress for Bar {
-    fn begin(&self, phase: wechat_checkout::jobs::reconcile::progress::Phase, total: Option<u64>) {
-        use wechat_checkout::jobs::reconcile::progress::Phase;
+impl wechat_checkout::payments::reconcile::progress::Progress for Bar {
+    fn begin(&self, phase: wechat_checkout::payments::reconcile::progress::Phase, total: Option<u64>) {
+        use wechat_checkout::payments::reconcile::progress::Phase;
         let unit = match phase {
             Phase::Bill => "rows",
             Phase::LocalOrders | Phase::Queries => "orders",

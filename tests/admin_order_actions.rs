@@ -9,16 +9,17 @@ use common::admin::*;
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
 use diesel::prelude::*;
 use serde_json::json;
-use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::schema::orders as orders_table;
 use wechat_checkout::db::{audit, exceptions, notify_log, orders, refunds};
+use wechat_checkout::domain::RefundState;
+use wechat_checkout::domain::{ExceptionKind, NotifyKind, NotifyVerdict};
 use wechat_checkout::staff::Role;
 
-fn order_row(app: &TestApp, no: &str) -> orders::Order {
+fn order_row(app: &TestApp, no: &str) -> wechat_checkout::domain::Order {
     orders::find(&mut app.db_handle().conn().unwrap(), no).unwrap().unwrap()
 }
 
-fn refund_rows(app: &TestApp, no: &str) -> Vec<refunds::RefundRow> {
+fn refund_rows(app: &TestApp, no: &str) -> Vec<wechat_checkout::domain::Refund> {
     refunds::for_order(&mut app.db_handle().conn().unwrap(), no).unwrap()
 }
 
@@ -380,15 +381,14 @@ async fn pages_and_exceptions() {
 
         // Exceptions: listed open first, resolved with a note by an operator, once.
         let conn = &mut app.db_handle().conn().unwrap();
-        for (i, kind) in ["amount_mismatch", "refund_change"].into_iter().enumerate() {
+        for (i, kind) in [ExceptionKind::AmountMismatch, ExceptionKind::RefundChange].into_iter().enumerate() {
             exceptions::raise(
                 conn,
                 &exceptions::NewException {
                     kind,
                     dedupe_key: format!("test:{i}"),
                     out_trade_no: Some(no.clone()),
-                    detail: json!({ "note": "<b>test</b>" }).to_string(),
-                    created_at: wechat_checkout::db::now(),
+                    detail: json!({ "note": "<b>test</b>" }),
                 },
             )
             .unwrap();
@@ -475,12 +475,12 @@ async fn lists_page_by_keyset() {
         notify_log::insert(
             conn,
             &notify_log::NewNotifyLog {
-                kind: if i % 2 == 0 { "payment" } else { "refund" },
+                kind: if i % 2 == 0 { NotifyKind::Payment } else { NotifyKind::Refund },
                 received_at: wechat_checkout::db::now(),
                 remote_addr: None,
                 out_trade_no: None,
                 transaction_id: None,
-                verdict: if i % 3 == 0 { "bad_xml" } else { "duplicate" },
+                verdict: if i % 3 == 0 { NotifyVerdict::BadXml } else { NotifyVerdict::Duplicate },
                 reason: String::new(),
                 raw_body: format!("<xml>{i}</xml>"),
                 reply: String::new(),
@@ -490,11 +490,10 @@ async fn lists_page_by_keyset() {
         exceptions::raise(
             conn,
             &exceptions::NewException {
-                kind: "unknown_order",
+                kind: ExceptionKind::UnknownOrder,
                 dedupe_key: format!("page:{i}"),
                 out_trade_no: None,
-                detail: "{}".into(),
-                created_at: wechat_checkout::db::now(),
+                detail: json!({}),
             },
         )
         .unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use common::admin::*;
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
-use wechat_checkout::db::{Db, DbError, audit, staff as staff_db};
+use wechat_checkout::db::{Db, DbError, staff as staff_db};
 use wechat_checkout::staff::Role;
 
 /// GETs a page that must load, returning its HTML.
@@ -66,7 +66,7 @@ async fn assert_audited(app: &TestApp, admin: &reqwest::Client, action: &str, ta
     assert!(row.contains("127.0.0.1"), "IP missing: {row}");
 }
 
-async fn staff_list(app: &TestApp) -> Vec<staff_db::StaffUser> {
+async fn staff_list(app: &TestApp) -> Vec<wechat_checkout::domain::StaffUser> {
     let db = Db::connect(&app.db.url(), 2).unwrap();
     db.read(|c| -> Result<_, DbError> { staff_db::list(c) }).await.unwrap()
 }
@@ -296,7 +296,7 @@ async fn an_api_token_works_until_revoked_and_is_shown_once() {
             })
             .await
             .unwrap();
-        assert!(hashes.contains(&wechat_checkout::web::api::token_hash(&token)));
+        assert!(hashes.contains(&wechat_checkout::domain::records::token_hash(&token)));
         assert!(!hashes.contains(&token));
 
         let html = page(&app, &admin, "/admin/tokens").await;
@@ -334,19 +334,22 @@ async fn the_audit_log_pages_by_id_and_filters() {
     let app = TestApp::sqlite().await;
     let db = Db::connect(&app.db.url(), 2).unwrap();
     db.write(|c| -> Result<(), DbError> {
+        // Written straight into the table: `order_note` is an action this build has no word for,
+        // which the page must still show and filter on.
+        use diesel::prelude::*;
+        use wechat_checkout::db::schema::audit_log as a;
         for i in 0..120 {
-            audit::record(
-                c,
-                &audit::NewAudit {
-                    at: wechat_checkout::db::now(),
-                    actor: if i % 2 == 0 { "even" } else { "odd" },
-                    action: "order_note",
-                    out_trade_no: Some(if i % 3 == 0 { "WX-AUDIT-3" } else { "WX-AUDIT-X" }),
-                    target: Some(&format!("entry-{i:03}")),
-                    detail: format!("{{\"n\":{i}}}"),
-                    remote_addr: Some("203.0.113.7"),
-                },
-            )?;
+            diesel::insert_into(a::table)
+                .values((
+                    a::at.eq(wechat_checkout::db::now()),
+                    a::actor.eq(if i % 2 == 0 { "even" } else { "odd" }),
+                    a::action.eq("order_note"),
+                    a::out_trade_no.eq(Some(if i % 3 == 0 { "WX-AUDIT-3" } else { "WX-AUDIT-X" })),
+                    a::target.eq(Some(format!("entry-{i:03}"))),
+                    a::detail.eq(format!("{{\"n\":{i}}}")),
+                    a::remote_addr.eq(Some("203.0.113.7")),
+                ))
+                .execute(c)?;
         }
         Ok(())
     })

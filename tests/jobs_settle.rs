@@ -20,9 +20,9 @@ use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_back
 use diesel::prelude::*;
 use rocket::figment::Figment;
 use serde_json::json;
-use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::schema::{orders as orders_t, refunds as refunds_t};
 use wechat_checkout::db::{Db, events, exceptions, notify_log, orders, refunds};
+use wechat_checkout::domain::RefundState;
 use wechat_checkout::jobs::{JobContext, expirer, poller};
 use wechat_checkout::wxpay::download_bill::{BillDownload, DownloadBill};
 use wechat_checkout::wxpay::order_query::{CloseOrder, OrderQuery, OrderQueryReply};
@@ -58,7 +58,7 @@ fn schedule_of(db: &Db, no: &str) -> orders::QuerySchedule {
     orders::query_schedule(&mut db.conn().unwrap(), no).unwrap().unwrap()
 }
 
-fn timeline(db: &Db, no: &str) -> Vec<events::EventRow> {
+fn timeline(db: &Db, no: &str) -> Vec<wechat_checkout::domain::records::TimelineEntry> {
     events::for_order(&mut db.conn().unwrap(), no).unwrap()
 }
 
@@ -399,7 +399,7 @@ async fn a_payment_between_the_expirers_query_and_its_close_takes_the_paid_path(
     .await;
 }
 
-fn refund_row(db: &Db, out_refund_no: &str) -> refunds::RefundRow {
+fn refund_row(db: &Db, out_refund_no: &str) -> wechat_checkout::domain::Refund {
     refunds::find(&mut db.conn().unwrap(), out_refund_no).unwrap().unwrap()
 }
 

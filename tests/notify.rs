@@ -152,15 +152,9 @@ async fn a_payment_after_close_is_recorded_and_flagged() {
         let closed_no = no.clone();
         database
             .write(move |c| {
-                wechat_checkout::payments::apply::apply_event(
-                    c,
-                    &closed_no,
-                    &wechat_checkout::domain::Event::Closed,
-                    None,
-                    Default::default(),
-                    "test",
-                    serde_json::json!({}),
-                )
+                use wechat_checkout::payments::apply::{Change, apply_change};
+                let source = wechat_checkout::domain::TimelineSource::Close;
+                apply_change(c, &closed_no, Change::Closed, source, serde_json::json!({}))
             })
             .await
             .unwrap();

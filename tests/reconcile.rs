@@ -21,15 +21,19 @@ use common::admin::{STAFF_PASSWORD, console_refund, create_staff, get, sign_in};
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_with, order_row};
 use diesel::prelude::*;
 use serde_json::{Value, json};
-use wechat_checkout::db::reconciliation::{self, RunFigures, RunRow, RunState};
-use wechat_checkout::db::refunds::{self, NewRefund, RefundState};
+use wechat_checkout::db::reconciliation;
+use wechat_checkout::db::refunds::{self, NewRefund};
 use wechat_checkout::db::schema::{
     audit_log as audit_t, exceptions as exceptions_t, orders as orders_t, reconciliation_runs as runs_t,
     refunds as refunds_t,
 };
 use wechat_checkout::db::{Db, events, exceptions, notify_log, orders};
+use wechat_checkout::domain::RefundState;
+use wechat_checkout::domain::reconciliation::ReconciliationRun;
+use wechat_checkout::domain::reconciliation::RunFigures;
+use wechat_checkout::domain::reconciliation::RunState;
 use wechat_checkout::jobs::JobContext;
-use wechat_checkout::jobs::reconcile::{self, APPLIED_VIA_ORDERQUERY, RunOptions, RunOutcome, RunResult};
+use wechat_checkout::payments::reconcile::{self, APPLIED_VIA_ORDERQUERY, RunOptions, RunOutcome, RunResult};
 use wechat_checkout::staff::Role;
 use wechat_checkout::wxpay::bill::BillReader;
 use wechat_checkout::wxpay::refund::Refund;
@@ -95,15 +99,15 @@ async fn planting_day() -> NaiveDate {
     }
 }
 
-fn timeline(db: &Db, no: &str) -> Vec<events::EventRow> {
+fn timeline(db: &Db, no: &str) -> Vec<wechat_checkout::domain::records::TimelineEntry> {
     events::for_order(&mut db.conn().unwrap(), no).unwrap()
 }
 
-fn run_row(db: &Db, date: NaiveDate) -> RunRow {
+fn run_row(db: &Db, date: NaiveDate) -> ReconciliationRun {
     reconciliation::find_run(&mut db.conn().unwrap(), &reconcile::date_key(date)).unwrap().expect("a run row")
 }
 
-fn findings(db: &Db, date: NaiveDate) -> Vec<reconciliation::FindingRow> {
+fn findings(db: &Db, date: NaiveDate) -> Vec<wechat_checkout::domain::reconciliation::FindingRecord> {
     reconciliation::findings_of(&mut db.conn().unwrap(), &reconcile::date_key(date), None, 1000).unwrap()
 }
 
@@ -112,13 +116,15 @@ fn kinds_and_keys(db: &Db, date: NaiveDate) -> BTreeSet<(String, String)> {
 }
 
 /// The exceptions raised by the reconciliation of `date` (its dedupe keys start with the date).
-fn reconcile_exceptions(db: &Db, date: NaiveDate) -> Vec<exceptions::ExceptionRow> {
-    exceptions_t::table
+fn reconcile_exceptions(db: &Db, date: NaiveDate) -> Vec<wechat_checkout::domain::records::ExceptionRecord> {
+    let mut conn = db.conn().unwrap();
+    let ids: Vec<i64> = exceptions_t::table
         .filter(exceptions_t::dedupe_key.like(format!("reconcile:{}:%", reconcile::date_key(date))))
         .order(exceptions_t::id.asc())
-        .select(exceptions::ExceptionRow::as_select())
-        .load(&mut db.conn().unwrap())
-        .unwrap()
+        .select(exceptions_t::id)
+        .load(&mut conn)
+        .unwrap();
+    ids.into_iter().map(|id| exceptions::find(&mut conn, id).unwrap().expect("the exception")).collect()
 }
 
 fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
@@ -245,7 +251,7 @@ async fn planted_differences_are_found_once_and_the_lost_payment_is_applied() {
         // The next morning at WeChat, after the bill is ready.
         sim_clock_to_next_day(&app, day, 10, 30).await;
         let ctx = job_context(&app, &bills, "reconciler-a");
-        let first = finished(reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap());
+        let first = finished(ctx.payments.reconcile_date(day, RunOptions::now()).await.unwrap());
 
         let expected = set(&[
             ("paid_not_local", &lost),
@@ -418,7 +424,7 @@ async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() 
         // WeChat fails outright first: the date is retried later, with nothing recorded.
         app.control("faults", json!({ "system_error_rate": 1.0 })).await;
         let asked = Utc::now();
-        let outcome = reconcile::reconcile_date(&ctx, quiet, RunOptions::now()).await.unwrap();
+        let outcome = ctx.payments.reconcile_date(quiet, RunOptions::now()).await.unwrap();
         let RunOutcome::Failed { error, next_attempt_at, .. } = outcome else { panic!("{outcome:?}") };
         assert!(error.starts_with("downloadbill: "), "{error}");
         let wait = next_attempt_at - asked;
@@ -427,7 +433,7 @@ async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() 
         assert_eq!((row.state, row.attempts, row.error), (RunState::Failed, 1, Some(error)));
         app.control("faults", json!({ "system_error_rate": 0.0 })).await;
 
-        let empty = finished(reconcile::reconcile_date(&ctx, quiet, RunOptions::now()).await.unwrap());
+        let empty = finished(ctx.payments.reconcile_date(quiet, RunOptions::now()).await.unwrap());
         assert_eq!(empty.state, RunState::NoBill);
         assert_eq!(empty.figures, RunFigures::default());
         assert_eq!((empty.differences, empty.new_findings, empty.bill_file), (0, 0, None));
@@ -437,7 +443,7 @@ async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() 
             (RunState::NoBill, 2, RunFigures::default(), None, None)
         );
 
-        let checked = finished(reconcile::reconcile_date(&ctx, busy_here, RunOptions::now()).await.unwrap());
+        let checked = finished(ctx.payments.reconcile_date(busy_here, RunOptions::now()).await.unwrap());
         assert_eq!(checked.state, RunState::NoBill);
         assert_eq!(
             checked.figures,
@@ -449,7 +455,7 @@ async fn no_bill_exist_is_an_empty_day_whose_local_payments_are_still_checked() 
         assert_eq!(run_row(&db, busy_here).state, RunState::NoBill);
         assert!(!bills.exists() || std::fs::read_dir(&bills).unwrap().next().is_none(), "no bill, no file");
 
-        let again = finished(reconcile::reconcile_date(&ctx, busy_here, RunOptions::now()).await.unwrap());
+        let again = finished(ctx.payments.reconcile_date(busy_here, RunOptions::now()).await.unwrap());
         assert_eq!((again.differences, again.new_findings), (1, 0));
         assert_eq!(reconcile_exceptions(&db, busy_here).len(), 1);
         app
@@ -468,7 +474,7 @@ async fn bill_creating_waits_and_the_scheduler_finishes_the_date_later() {
         // 09:00 the next morning: WeChat is still generating the bill.
         sim_clock_to_next_day(&app, day, 9, 0).await;
         let asked = Utc::now();
-        let outcome = reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap();
+        let outcome = ctx.payments.reconcile_date(day, RunOptions::now()).await.unwrap();
         let RunOutcome::Waiting { bill_date, next_attempt_at } = outcome else { panic!("{outcome:?}") };
         assert_eq!(bill_date, day);
         let wait = next_attempt_at - asked;
@@ -488,13 +494,13 @@ async fn bill_creating_waits_and_the_scheduler_finishes_the_date_later() {
         let (_, page) = get(&app, &viewer, &format!("/admin/reconciliation/{}", reconcile::date_key(day))).await;
         assert!(page.contains("下次重试") && page.contains("still being generated"), "{page}");
         // The scheduler leaves it alone until then.
-        let early = reconcile::reconcile_date(&ctx, day, RunOptions::due()).await.unwrap();
+        let early = ctx.payments.reconcile_date(day, RunOptions::due()).await.unwrap();
         assert_eq!(early, RunOutcome::NotClaimed { bill_date: day, state: Some(RunState::Waiting), lease_owner: None });
 
         // After 10:00, but WeChat's generation is late today (the simulator's fault).
         sim_clock_to_next_day(&app, day, 10, 30).await;
         app.control("faults", json!({ "bill_creating": true })).await;
-        let outcome = reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap();
+        let outcome = ctx.payments.reconcile_date(day, RunOptions::now()).await.unwrap();
         assert!(matches!(outcome, RunOutcome::Waiting { .. }), "{outcome:?}");
         assert_eq!((run_row(&db, day).state, run_row(&db, day).attempts), (RunState::Waiting, 2));
 
@@ -504,7 +510,7 @@ async fn bill_creating_waits_and_the_scheduler_finishes_the_date_later() {
             .set(runs_t::next_attempt_at.eq(Some((Utc::now() - chrono::Duration::seconds(1)).naive_utc())))
             .execute(&mut db.conn().unwrap())
             .unwrap();
-        let report = reconcile::run_due(&ctx).await.unwrap();
+        let report = wechat_checkout::jobs::reconcile::run_due(&ctx).await.unwrap();
         assert_eq!(report.failed, 0, "{report}");
         let done = run_row(&db, day);
         assert_eq!((done.state, done.attempts, done.next_attempt_at, done.error), (RunState::Done, 3, None, None));
@@ -594,7 +600,7 @@ async fn a_lost_payment_billed_with_another_amount_is_not_applied() {
         sim_clock_to_next_day(&app, day, 10, 30).await;
         let ctx = job_context(&app, &bills, "reconciler-am");
 
-        let run = finished(reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap());
+        let run = finished(ctx.payments.reconcile_date(day, RunOptions::now()).await.unwrap());
         assert_eq!((run.differences, run.applied, run.query_errors), (1, 0, 0));
         assert_eq!(order_row(&db, &lost).state.as_str(), "PAYING", "an amount mismatch is never recorded as paid");
         let found = findings(&db, day);
@@ -613,7 +619,7 @@ async fn a_lost_payment_billed_with_another_amount_is_not_applied() {
         assert_eq!(raised, BTreeSet::from(["amount_mismatch".to_owned(), "reconcile_paid_not_local".to_owned()]));
 
         // Still a difference next time, asked about again, recorded once.
-        let again = finished(reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap());
+        let again = finished(ctx.payments.reconcile_date(day, RunOptions::now()).await.unwrap());
         assert_eq!((again.differences, again.new_findings, again.applied), (1, 0, 0));
         assert_eq!(timeline(&db, &lost).iter().filter(|e| e.kind == "queried").count(), 2);
         assert_eq!(exceptions::for_order(&mut db.conn().unwrap(), &lost).unwrap().len(), 2);
@@ -654,7 +660,7 @@ async fn refunds_are_matched_by_number_then_amount_and_status() {
         sim_clock_to_next_day(&app, day, 10, 30).await;
         let ctx = job_context(&app, &bills, "reconciler-rf");
 
-        let run = finished(reconcile::reconcile_date(&ctx, day, RunOptions::now()).await.unwrap());
+        let run = finished(ctx.payments.reconcile_date(day, RunOptions::now()).await.unwrap());
         assert_eq!(
             kinds_and_keys(&db, day),
             set(&[("refund_amount_differs", amount), ("refund_status_differs", status)])

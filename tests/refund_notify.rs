@@ -11,22 +11,22 @@ use std::time::Duration;
 use common::admin::{console_refund, get, sign_in};
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend};
 use serde_json::json;
-use wechat_checkout::db::refunds::RefundState;
 use wechat_checkout::db::{events, exceptions, notify_log, orders, refunds};
+use wechat_checkout::domain::RefundState;
 use wechat_checkout::simulator::{DEMO_API_KEY, DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
 use wechat_checkout::wxpay::refund_notify::encrypt_req_info;
 use wechat_checkout::wxpay::{ApiKey, xml};
 
-fn order_row(app: &TestApp, no: &str) -> orders::Order {
+fn order_row(app: &TestApp, no: &str) -> wechat_checkout::domain::Order {
     orders::find(&mut app.db_handle().conn().unwrap(), no).unwrap().unwrap()
 }
 
-fn refund_row(app: &TestApp, out_refund_no: &str) -> refunds::RefundRow {
+fn refund_row(app: &TestApp, out_refund_no: &str) -> wechat_checkout::domain::Refund {
     refunds::find(&mut app.db_handle().conn().unwrap(), out_refund_no).unwrap().unwrap()
 }
 
-fn refund_log(app: &TestApp) -> Vec<notify_log::NotifyLogRow> {
+fn refund_log(app: &TestApp) -> Vec<wechat_checkout::domain::records::NotifyRecord> {
     notify_log::page(&mut app.db_handle().conn().unwrap(), None, Some("refund"), None, 1000).unwrap()
 }
 
@@ -38,7 +38,7 @@ async fn refund(app: &TestApp, admin: &reqwest::Client, no: &str, amount: &str) 
 }
 
 /// Waits until at least `n` refund notifies are logged.
-async fn wait_for_refund_log(app: &TestApp, n: usize) -> Vec<notify_log::NotifyLogRow> {
+async fn wait_for_refund_log(app: &TestApp, n: usize) -> Vec<wechat_checkout::domain::records::NotifyRecord> {
     for _ in 0..200 {
         let log = refund_log(app);
         if log.len() >= n {

@@ -10,29 +10,25 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestDb, free_port, prepay_id};
+use common::app::{TestDb, free_port};
 use common::merchant_endpoint::{Receiver, receiver};
+use common::process::{Instance, checkout, create_order, eventually};
 use common::{fast_config, start_simulator};
 use diesel::prelude::*;
 use rocket::http::{ContentType, Status};
 use rocket::{State, post, routes};
-use serde_json::{Value, json};
 use wechat_checkout::db::{Db, schema};
 use wechat_checkout::jobs::signature;
-use wechat_checkout::simulator::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, Faults, Outcome};
+use wechat_checkout::simulator::{Faults, Outcome};
 
 const ORDERS: usize = 12;
 const WEBHOOK_SECRET: &str = "whsec-two-instances-0123456789";
-const SECRET_KEY: &str = "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=";
 /// How long the proxy holds each call: long enough that two instances querying one order at
 /// the same time would overlap at the proxy, where the overlap is counted.
 const HOLD: Duration = Duration::from_millis(150);
-const PATIENCE: Duration = Duration::from_secs(60);
-const WECHAT_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.50(0x1800323b) NetType/WIFI Language/zh_CN";
 
 // ---- The recording proxy between the instances and WeChat (the simulator) -------------------
 
@@ -118,156 +114,21 @@ async fn start_proxy(instance: &str, upstream: String, calls: Recorder) -> Strin
 
 // ---- The app processes ----------------------------------------------------------------------
 
-/// One app process; killed if the test ends without stopping it.
-struct Instance {
-    name: String,
-    base_url: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn spawn(name: &str, db_url: &str, api_base: &str, sim_base: &str, webhook_url: &str, dir: &Path) -> Instance {
-        let port = free_port();
-        let base_url = format!("http://127.0.0.1:{port}");
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_wechat-checkout"))
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("ROCKET_ADDRESS", "127.0.0.1")
-            .env("ROCKET_PORT", port.to_string())
-            .env("ROCKET_SECRET_KEY", SECRET_KEY)
-            .env("ROCKET_CLI_COLORS", "false")
-            .env("DATABASE_URL", db_url)
-            .env("PUBLIC_BASE_URL", &base_url)
-            .env("API_TOKEN", API_TOKEN)
-            .env("ADMIN_USERNAME", ADMIN_USER)
-            .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("SIMULATOR", "off")
-            .env("WECHAT_APPID", DEMO_APPID)
-            .env("WECHAT_MCH_ID", DEMO_MCH_ID)
-            .env("WECHAT_API_KEY", DEMO_API_KEY)
-            .env("WECHAT_APP_SECRET", DEMO_APP_SECRET)
-            .env("WECHAT_API_BASE", api_base)
-            .env("WECHAT_OPEN_BASE", sim_base)
-            .env("WECHAT_SNS_BASE", sim_base)
-            .env("JOBS", "on")
-            // Nothing is due until the test makes every order due at once (see `make_all_due`).
-            .env("POLL_SCHEDULE", "1h")
-            .env("JOB_TICK_MS", "50")
-            .env("JOB_CONCURRENCY", "4")
-            // Always past, so both instances want yesterday's reconciliation right away.
-            .env("RECONCILE_AT", "00:00")
-            .env("BILL_DIR", dir.join(format!("bills-{name}")))
-            .env("WEBHOOK_URL", webhook_url)
-            .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("WEBHOOK_SCHEDULE", "200ms,500ms,1s,2s")
-            .env("INSTANCE_ID", name)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("the app binary starts");
-        Instance { name: name.to_owned(), base_url, child, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_until_up(&mut self) {
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("{} exited with {status} while starting:\n{}", self.name, self.log_text());
-            }
-            if http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{} did not come up:\n{}", self.name, self.log_text());
-    }
-
-    /// Stops the process as an orchestrator would (SIGTERM) and waits for a clean exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        // The shell's built-in `kill`: a minimal machine may have no /usr/bin/kill.
-        let sent = Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{} exited with {status} on SIGTERM:\n{}", self.name, self.log_text());
-                return;
-            }
-            assert!(Instant::now() < deadline, "{} did not stop on SIGTERM:\n{}", self.name, self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A shopper's WeChat browser: OAuth through the simulator, then the JSAPI parameters.
-async fn checkout(instance: &Instance, no: &str) -> String {
-    let http = reqwest::Client::builder()
-        .user_agent(WECHAT_UA)
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut url = instance.url(&format!("/pay/{no}"));
-    for _ in 0..10 {
-        let res = http.get(&url).send().await.unwrap();
-        if !res.status().is_redirection() {
-            assert_eq!(res.status(), 200, "checkout page of {no}");
-            break;
-        }
-        let next = res.headers()["location"].to_str().unwrap().split('#').next().unwrap().to_owned();
-        url = if next.starts_with("http") { next } else { instance.url(&next) };
-    }
-    let res =
-        http.post(instance.url(&format!("/pay/{no}/jsapi"))).header("Origin", &instance.base_url).send().await.unwrap();
-    assert_eq!(res.status(), 200, "jsapi of {no}");
-    prepay_id(&res.json::<Value>().await.unwrap())
-}
-
-async fn create_order(instance: &Instance, merchant_order_id: &str, amount_fen: i64) -> String {
-    let res = reqwest::Client::new()
-        .post(instance.url("/api/v1/orders"))
-        .bearer_auth(API_TOKEN)
-        .json(&json!({ "amount_fen": amount_fen, "description": "双实例-测试商品", "merchant_order_id": merchant_order_id }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["out_trade_no"].as_str().unwrap().to_owned()
-}
-
-async fn eventually(what: &str, instances: &[&Instance], mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let logs: Vec<String> = instances.iter().map(|i| format!("--- {} ---\n{}", i.name, i.log_text())).collect();
-    panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+fn spawn(name: &str, db_url: &str, api_base: &str, sim_base: &str, webhook_url: &str, dir: &Path) -> Instance {
+    let extra = [
+        ("JOBS", "on".to_owned()),
+        // Nothing is due until the test makes every order due at once (see `make_all_due`).
+        ("POLL_SCHEDULE", "1h".to_owned()),
+        ("JOB_TICK_MS", "50".to_owned()),
+        ("JOB_CONCURRENCY", "4".to_owned()),
+        // Always past, so both instances want yesterday's reconciliation right away.
+        ("RECONCILE_AT", "00:00".to_owned()),
+        ("BILL_DIR", dir.join(format!("bills-{name}")).display().to_string()),
+        ("WEBHOOK_URL", webhook_url.to_owned()),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("WEBHOOK_SCHEDULE", "200ms,500ms,1s,2s".to_owned()),
+    ];
+    Instance::spawn(name, db_url, api_base, sim_base, &extra, dir)
 }
 
 /// Every order due for a query at the same instant, so both instances' pollers list all of them
@@ -330,7 +191,7 @@ async fn two_app_processes_handle_each_order_once() {
     let mut instances = Vec::new();
     for name in ["app-a", "app-b"] {
         let proxy = start_proxy(name, sim.api_base(), calls.clone()).await;
-        instances.push(Instance::spawn(name, &test_db.url(), &proxy, &sim.api_base(), &hook, dir.path()));
+        instances.push(spawn(name, &test_db.url(), &proxy, &sim.api_base(), &hook, dir.path()));
     }
     for instance in &mut instances {
         instance.wait_until_up().await;

@@ -14,7 +14,8 @@ use common::merchant_endpoint::{Received, receiver};
 use rocket::figment::Figment;
 use serde_json::{Value, json};
 use wechat_checkout::db::audit;
-use wechat_checkout::db::webhooks::{self, WebhookState};
+use wechat_checkout::db::webhooks;
+use wechat_checkout::domain::webhook::WebhookState;
 use wechat_checkout::jobs::{JobContext, signature};
 use wechat_checkout::staff::Role;
 
@@ -59,11 +60,11 @@ fn webhook_settings(f: Figment, global: Option<String>) -> Figment {
     }
 }
 
-fn events_of(app: &TestApp, no: &str) -> Vec<webhooks::WebhookEvent> {
+fn events_of(app: &TestApp, no: &str) -> Vec<wechat_checkout::domain::webhook::WebhookEvent> {
     webhooks::for_order(&mut app.db_handle().conn().unwrap(), no).unwrap()
 }
 
-fn attempts_of(app: &TestApp, id: i64) -> Vec<webhooks::AttemptRow> {
+fn attempts_of(app: &TestApp, id: i64) -> Vec<wechat_checkout::domain::webhook::WebhookAttempt> {
     webhooks::attempts_for(&mut app.db_handle().conn().unwrap(), &[id]).unwrap()
 }
 
@@ -91,8 +92,8 @@ async fn pay(app: &TestApp, no: &str) {
 async fn wait_for_events(
     app: &TestApp,
     no: &str,
-    done: impl Fn(&[webhooks::WebhookEvent]) -> bool,
-) -> Vec<webhooks::WebhookEvent> {
+    done: impl Fn(&[wechat_checkout::domain::webhook::WebhookEvent]) -> bool,
+) -> Vec<wechat_checkout::domain::webhook::WebhookEvent> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let events = events_of(app, no);
@@ -104,7 +105,7 @@ async fn wait_for_events(
     }
 }
 
-fn delivered(events: &[webhooks::WebhookEvent], event_type: &str) -> bool {
+fn delivered(events: &[wechat_checkout::domain::webhook::WebhookEvent], event_type: &str) -> bool {
     events.iter().any(|e| e.event_type == event_type && e.state == WebhookState::Delivered)
 }
 

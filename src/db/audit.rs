@@ -5,76 +5,93 @@ use diesel::prelude::*;
 
 use super::schema::audit_log;
 use super::{AnyConnection, DbResult};
+use crate::domain::AuditAction;
+use crate::domain::records::{Actor, AuditFilter, AuditRecord};
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = audit_log)]
-pub struct NewAudit<'a> {
-    pub at: NaiveDateTime,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub out_trade_no: Option<&'a str>,
-    /// What else the action was about (a username, a token name, an exception id).
-    pub target: Option<&'a str>,
-    /// JSON.
-    pub detail: String,
-    pub remote_addr: Option<&'a str>,
+struct NewAudit<'a> {
+    at: NaiveDateTime,
+    actor: &'a str,
+    action: &'a str,
+    out_trade_no: Option<&'a str>,
+    target: Option<&'a str>,
+    detail: String,
+    remote_addr: Option<&'a str>,
 }
 
-impl<'a> NewAudit<'a> {
-    /// An entry for an action taken now by `actor`, from `remote_addr`.
-    pub fn by(
-        actor: &'a str,
-        remote_addr: Option<&'a str>,
-        action: &'a str,
-        out_trade_no: Option<&'a str>,
-        target: Option<&'a str>,
-        detail: serde_json::Value,
-    ) -> NewAudit<'a> {
-        NewAudit { at: crate::db::now(), actor, action, out_trade_no, target, detail: detail.to_string(), remote_addr }
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = audit_log)]
+struct AuditDbRow {
+    id: i64,
+    at: NaiveDateTime,
+    actor: String,
+    action: String,
+    out_trade_no: Option<String>,
+    target: Option<String>,
+    detail: String,
+    remote_addr: Option<String>,
+}
+
+impl From<AuditDbRow> for AuditRecord {
+    fn from(r: AuditDbRow) -> AuditRecord {
+        AuditRecord {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            out_trade_no: r.out_trade_no,
+            target: r.target,
+            detail: r.detail,
+            remote_addr: r.remote_addr,
+        }
     }
 }
 
-#[derive(Queryable, Selectable, Clone, Debug, serde::Serialize)]
-#[diesel(table_name = audit_log)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: NaiveDateTime,
-    pub actor: String,
-    pub action: String,
-    pub out_trade_no: Option<String>,
-    pub target: Option<String>,
-    pub detail: String,
-    pub remote_addr: Option<String>,
+fn records(rows: Vec<AuditDbRow>) -> Vec<AuditRecord> {
+    rows.into_iter().map(AuditRecord::from).collect()
 }
 
-pub fn record(conn: &mut AnyConnection, entry: &NewAudit<'_>) -> DbResult<()> {
-    diesel::insert_into(audit_log::table).values(entry).execute(conn)?;
+/// Records that `actor` did `action` now: to `out_trade_no`, and to `target` (a username, a
+/// token name, an exception id…), with `detail`. Written in the action's own transaction.
+pub fn record(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    action: AuditAction,
+    out_trade_no: Option<&str>,
+    target: Option<&str>,
+    detail: serde_json::Value,
+) -> DbResult<()> {
+    let entry = NewAudit {
+        at: super::now(),
+        actor: &actor.username,
+        action: action.as_str(),
+        out_trade_no,
+        target,
+        detail: detail.to_string(),
+        remote_addr: actor.remote_addr.as_deref(),
+    };
+    diesel::insert_into(audit_log::table).values(&entry).execute(conn)?;
     Ok(())
 }
 
-pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<AuditRow>> {
-    Ok(audit_log::table
-        .filter(audit_log::out_trade_no.eq(out_trade_no))
-        .order(audit_log::id.asc())
-        .select(AuditRow::as_select())
-        .load(conn)?)
+pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<AuditRecord>> {
+    Ok(records(
+        audit_log::table
+            .filter(audit_log::out_trade_no.eq(out_trade_no))
+            .order(audit_log::id.asc())
+            .select(AuditDbRow::as_select())
+            .load(conn)?,
+    ))
 }
 
 /// Newest first, `limit` rows older than `before_id` (keyset paging).
-pub fn page(conn: &mut AnyConnection, before_id: Option<i64>, limit: i64) -> DbResult<Vec<AuditRow>> {
-    let mut q = audit_log::table.order(audit_log::id.desc()).limit(limit).select(AuditRow::as_select()).into_boxed();
+pub fn page(conn: &mut AnyConnection, before_id: Option<i64>, limit: i64) -> DbResult<Vec<AuditRecord>> {
+    let mut q = audit_log::table.order(audit_log::id.desc()).limit(limit).select(AuditDbRow::as_select()).into_boxed();
     if let Some(id) = before_id {
         q = q.filter(audit_log::id.lt(id));
     }
-    Ok(q.load(conn)?)
-}
-
-/// What the audit page filters on; each is an exact match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    pub out_trade_no: Option<String>,
+    Ok(records(q.load(conn)?))
 }
 
 /// Newest first, at most `limit` filtered rows older than `before_id` (keyset paging by id, so a
@@ -84,8 +101,8 @@ pub fn search(
     filter: &AuditFilter,
     before_id: Option<i64>,
     limit: i64,
-) -> DbResult<Vec<AuditRow>> {
-    let mut q = audit_log::table.order(audit_log::id.desc()).limit(limit).select(AuditRow::as_select()).into_boxed();
+) -> DbResult<Vec<AuditRecord>> {
+    let mut q = audit_log::table.order(audit_log::id.desc()).limit(limit).select(AuditDbRow::as_select()).into_boxed();
     if let Some(id) = before_id {
         q = q.filter(audit_log::id.lt(id));
     }
@@ -98,5 +115,5 @@ pub fn search(
     if let Some(no) = &filter.out_trade_no {
         q = q.filter(audit_log::out_trade_no.eq(no.clone()));
     }
-    Ok(q.load(conn)?)
+    Ok(records(q.load(conn)?))
 }

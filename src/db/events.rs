@@ -1,63 +1,85 @@
-//! The order timeline: one row per thing that happened to an order, newest last.
+//! The order timeline (`order_events`): one row per thing that happened to an order, newest last.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::order_events;
 use super::{AnyConnection, DbResult};
+use crate::domain::records::TimelineEntry;
+use crate::domain::{OrderState, TimelineKind, TimelineSource};
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = order_events)]
-pub struct NewEvent<'a> {
-    pub out_trade_no: &'a str,
-    pub kind: &'a str,
-    pub from_state: Option<&'a str>,
-    pub to_state: Option<&'a str>,
-    pub source: &'a str,
-    /// JSON.
-    pub detail: String,
-    pub created_at: NaiveDateTime,
+struct NewEvent<'a> {
+    out_trade_no: &'a str,
+    kind: &'a str,
+    from_state: Option<&'a str>,
+    to_state: Option<&'a str>,
+    source: &'a str,
+    detail: String,
+    created_at: NaiveDateTime,
 }
 
-#[derive(Queryable, Selectable, Clone, Debug, serde::Serialize)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = order_events)]
-pub struct EventRow {
-    pub id: i64,
-    pub out_trade_no: String,
-    pub kind: String,
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
-    pub source: String,
-    pub detail: String,
-    pub created_at: NaiveDateTime,
+struct EventDbRow {
+    id: i64,
+    out_trade_no: String,
+    kind: String,
+    from_state: Option<String>,
+    to_state: Option<String>,
+    source: String,
+    detail: String,
+    created_at: NaiveDateTime,
 }
 
-impl EventRow {
-    pub fn at(&self) -> DateTime<Utc> {
-        self.created_at.and_utc()
+impl From<EventDbRow> for TimelineEntry {
+    fn from(r: EventDbRow) -> TimelineEntry {
+        TimelineEntry {
+            id: r.id,
+            out_trade_no: r.out_trade_no,
+            kind: r.kind,
+            from_state: r.from_state,
+            to_state: r.to_state,
+            source: r.source,
+            detail: r.detail,
+            created_at: r.created_at,
+        }
     }
 }
 
-pub fn insert(conn: &mut AnyConnection, event: &NewEvent<'_>) -> DbResult<()> {
-    diesel::insert_into(order_events::table).values(event).execute(conn)?;
+/// The order states an entry records: none, the first one (creation), or a change.
+pub type States = (Option<OrderState>, Option<OrderState>);
+
+/// Writes a timeline entry now.
+pub fn insert(
+    conn: &mut AnyConnection,
+    out_trade_no: &str,
+    kind: TimelineKind,
+    source: TimelineSource,
+    (from, to): States,
+    detail: &serde_json::Value,
+) -> DbResult<()> {
+    let event = NewEvent {
+        out_trade_no,
+        kind: kind.as_str(),
+        from_state: from.map(OrderState::as_str),
+        to_state: to.map(OrderState::as_str),
+        source: source.as_str(),
+        detail: detail.to_string(),
+        created_at: super::now(),
+    };
+    diesel::insert_into(order_events::table).values(&event).execute(conn)?;
     Ok(())
 }
 
-pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<EventRow>> {
+pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<TimelineEntry>> {
     Ok(order_events::table
         .filter(order_events::out_trade_no.eq(out_trade_no))
         .order(order_events::id.asc())
-        .select(EventRow::as_select())
-        .load(conn)?)
-}
-
-/// The newest event of one kind for an order (e.g. the result of the last query).
-pub fn latest_of_kind(conn: &mut AnyConnection, out_trade_no: &str, kind: &str) -> DbResult<Option<EventRow>> {
-    Ok(order_events::table
-        .filter(order_events::out_trade_no.eq(out_trade_no))
-        .filter(order_events::kind.eq(kind))
-        .order(order_events::id.desc())
-        .select(EventRow::as_select())
-        .first(conn)
-        .optional()?)
+        .select(EventDbRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(TimelineEntry::from)
+        .collect())
 }

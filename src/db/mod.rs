@@ -247,6 +247,13 @@ pub(crate) fn prepare_sqlite_file(url: &str) -> DbResult<()> {
     Ok(())
 }
 
+/// A round trip to the database (`SELECT 1`).
+pub fn ping(conn: &mut AnyConnection) -> DbResult<()> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT 1").execute(conn)?;
+    Ok(())
+}
+
 /// The current time, truncated to microseconds: what both backends store, so a value read
 /// back equals the value written.
 pub fn now() -> chrono::NaiveDateTime {

@@ -1,72 +1,144 @@
-//! The notify log: every delivery WeChat made to us, accepted or not, with our reply.
+//! The notify log: every delivery WeChat made to `/wechat/notify` and `/wechat/refund-notify`,
+//! as received, with the verdict and our exact reply.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::notify_log;
 use super::{AnyConnection, DbResult};
+use crate::domain::records::NotifyRecord;
+use crate::domain::{NotifyKind, NotifyVerdict};
 
-#[derive(Insertable, Debug, Clone)]
-#[diesel(table_name = notify_log)]
+/// A delivery to log; the verdict, reason and reply are filled in as it is handled.
+#[derive(Debug, Clone)]
 pub struct NewNotifyLog {
-    pub kind: &'static str,
+    pub kind: NotifyKind,
     pub received_at: NaiveDateTime,
     pub remote_addr: Option<String>,
     pub out_trade_no: Option<String>,
     pub transaction_id: Option<String>,
-    pub verdict: &'static str,
+    pub verdict: NotifyVerdict,
     pub reason: String,
     pub raw_body: String,
     pub reply: String,
 }
 
-#[derive(Queryable, Selectable, Clone, Debug, serde::Serialize)]
+impl NewNotifyLog {
+    /// A delivery of `kind` received now, not yet judged.
+    pub fn received(kind: NotifyKind, raw_body: String, remote_addr: Option<String>) -> NewNotifyLog {
+        NewNotifyLog {
+            kind,
+            received_at: super::now(),
+            remote_addr,
+            out_trade_no: None,
+            transaction_id: None,
+            verdict: NotifyVerdict::Pending,
+            reason: String::new(),
+            raw_body,
+            reply: String::new(),
+        }
+    }
+}
+
+#[derive(Insertable)]
 #[diesel(table_name = notify_log)]
-pub struct NotifyLogRow {
-    pub id: i64,
-    pub kind: String,
-    pub received_at: NaiveDateTime,
-    pub remote_addr: Option<String>,
-    pub out_trade_no: Option<String>,
-    pub transaction_id: Option<String>,
-    pub verdict: String,
-    pub reason: String,
-    pub raw_body: String,
-    pub reply: String,
+struct NotifyInsert<'a> {
+    kind: &'a str,
+    received_at: NaiveDateTime,
+    remote_addr: Option<&'a str>,
+    out_trade_no: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    verdict: &'a str,
+    reason: &'a str,
+    raw_body: &'a str,
+    reply: &'a str,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = notify_log)]
+struct NotifyDbRow {
+    id: i64,
+    kind: String,
+    received_at: NaiveDateTime,
+    remote_addr: Option<String>,
+    out_trade_no: Option<String>,
+    transaction_id: Option<String>,
+    verdict: String,
+    reason: String,
+    raw_body: String,
+    reply: String,
+}
+
+impl From<NotifyDbRow> for NotifyRecord {
+    fn from(r: NotifyDbRow) -> NotifyRecord {
+        NotifyRecord {
+            id: r.id,
+            kind: r.kind,
+            received_at: r.received_at,
+            remote_addr: r.remote_addr,
+            out_trade_no: r.out_trade_no,
+            transaction_id: r.transaction_id,
+            verdict: r.verdict,
+            reason: r.reason,
+            raw_body: r.raw_body,
+            reply: r.reply,
+        }
+    }
+}
+
+fn records(rows: Vec<NotifyDbRow>) -> Vec<NotifyRecord> {
+    rows.into_iter().map(NotifyRecord::from).collect()
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &NewNotifyLog) -> DbResult<()> {
-    diesel::insert_into(notify_log::table).values(row).execute(conn)?;
+    let insert = NotifyInsert {
+        kind: row.kind.as_str(),
+        received_at: row.received_at,
+        remote_addr: row.remote_addr.as_deref(),
+        out_trade_no: row.out_trade_no.as_deref(),
+        transaction_id: row.transaction_id.as_deref(),
+        verdict: row.verdict.as_str(),
+        reason: &row.reason,
+        raw_body: &row.raw_body,
+        reply: &row.reply,
+    };
+    diesel::insert_into(notify_log::table).values(&insert).execute(conn)?;
     Ok(())
 }
 
-pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<NotifyLogRow>> {
-    Ok(notify_log::table
-        .filter(notify_log::out_trade_no.eq(out_trade_no))
-        .order(notify_log::id.asc())
-        .select(NotifyLogRow::as_select())
-        .load(conn)?)
+pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<NotifyRecord>> {
+    Ok(records(
+        notify_log::table
+            .filter(notify_log::out_trade_no.eq(out_trade_no))
+            .order(notify_log::id.asc())
+            .select(NotifyDbRow::as_select())
+            .load(conn)?,
+    ))
 }
 
 pub fn count(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(notify_log::table.count().get_result(conn)?)
 }
 
-pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<NotifyLogRow>> {
-    Ok(notify_log::table.filter(notify_log::id.eq(id)).select(NotifyLogRow::as_select()).first(conn).optional()?)
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<NotifyRecord>> {
+    Ok(notify_log::table
+        .filter(notify_log::id.eq(id))
+        .select(NotifyDbRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(NotifyRecord::from))
 }
 
-/// Newest first, `limit` deliveries older than `before_id` (keyset paging), optionally of one
-/// verdict and one kind.
+/// Newest first, `limit` rows (of one verdict and kind) older than `before_id` (keyset paging).
 pub fn page(
     conn: &mut AnyConnection,
     verdict: Option<&str>,
     kind: Option<&str>,
     before_id: Option<i64>,
     limit: i64,
-) -> DbResult<Vec<NotifyLogRow>> {
+) -> DbResult<Vec<NotifyRecord>> {
     let mut q =
-        notify_log::table.order(notify_log::id.desc()).limit(limit).select(NotifyLogRow::as_select()).into_boxed();
+        notify_log::table.order(notify_log::id.desc()).limit(limit).select(NotifyDbRow::as_select()).into_boxed();
     if let Some(v) = verdict {
         q = q.filter(notify_log::verdict.eq(v.to_owned()));
     }
@@ -76,7 +148,7 @@ pub fn page(
     if let Some(id) = before_id {
         q = q.filter(notify_log::id.lt(id));
     }
-    Ok(q.load(conn)?)
+    Ok(records(q.load(conn)?))
 }
 
 /// Every verdict recorded so far, for the filter.

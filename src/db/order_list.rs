@@ -7,46 +7,13 @@
 //! a search first resolves the box's text to at most a handful of order numbers through unique
 //! indexes, then lists only those.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{orders, refunds};
 use super::{AnyConnection, DbError, DbResult};
+use crate::domain::listing::{Key, ListFilter, ListPage, ListedOrder, Seek};
 use crate::domain::{Fen, OrderState};
-
-/// What the list is narrowed to. Times are UTC; the web layer turns Beijing days into them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub state: Option<OrderState>,
-    /// `created_at >= created_from`.
-    pub created_from: Option<NaiveDateTime>,
-    /// `created_at < created_before` (exclusive, so a Beijing day ends exactly at the next one's start).
-    pub created_before: Option<NaiveDateTime>,
-    /// `amount_fen >= min_fen`.
-    pub min_fen: Option<i64>,
-    /// `amount_fen <= max_fen`.
-    pub max_fen: Option<i64>,
-    /// An exact out_trade_no, transaction_id, merchant_order_id or out_refund_no.
-    pub search: Option<String>,
-}
-
-/// A position in the list order: the sort key of one row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Key {
-    pub created_at: NaiveDateTime,
-    pub out_trade_no: String,
-}
-
-/// Where a page starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Seek {
-    /// The newest rows.
-    First,
-    /// The rows that come after (are older than) this key.
-    After(Key),
-    /// The rows that come just before (are newer than) this key: the previous page.
-    Before(Key),
-}
 
 #[derive(Queryable, Selectable, Debug)]
 #[diesel(table_name = orders)]
@@ -61,27 +28,6 @@ struct ListRow {
     transaction_id: Option<String>,
     refunded_fen: i64,
     created_at: NaiveDateTime,
-}
-
-/// One order as the list and the export show it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedOrder {
-    pub out_trade_no: String,
-    pub merchant_order_id: String,
-    pub description: String,
-    pub amount: Fen,
-    pub state: OrderState,
-    pub paid: Option<Fen>,
-    pub paid_at: Option<DateTime<Utc>>,
-    pub transaction_id: Option<String>,
-    pub refunded: Fen,
-    pub created_at: DateTime<Utc>,
-}
-
-impl ListedOrder {
-    pub fn key(&self) -> Key {
-        Key { created_at: self.created_at.naive_utc(), out_trade_no: self.out_trade_no.clone() }
-    }
 }
 
 impl TryFrom<ListRow> for ListedOrder {
@@ -105,20 +51,10 @@ impl TryFrom<ListRow> for ListedOrder {
     }
 }
 
-/// One page of the list, newest first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Page {
-    pub rows: Vec<ListedOrder>,
-    /// Whether newer rows exist before the first one shown (a "previous page").
-    pub has_newer: bool,
-    /// Whether older rows exist after the last one shown (a "next page").
-    pub has_older: bool,
-}
-
 /// A page of at most `limit` rows starting at `seek`.
-pub fn page(conn: &mut AnyConnection, filter: &ListFilter, seek: &Seek, limit: usize) -> DbResult<Page> {
+pub fn page(conn: &mut AnyConnection, filter: &ListFilter, seek: &Seek, limit: usize) -> DbResult<ListPage> {
     let targets = match search_targets(conn, filter)? {
-        Targets::Nothing => return Ok(Page::default()),
+        Targets::Nothing => return Ok(ListPage::default()),
         Targets::Every => None,
         Targets::Only(ids) => Some(ids),
     };
@@ -127,13 +63,13 @@ pub fn page(conn: &mut AnyConnection, filter: &ListFilter, seek: &Seek, limit: u
     let more = rows.len() > limit;
     rows.truncate(limit);
     Ok(match seek {
-        Seek::First => Page { rows, has_newer: false, has_older: more },
+        Seek::First => ListPage { rows, has_newer: false, has_older: more },
         // We came from a page of newer rows, so there is one to go back to.
-        Seek::After(_) => Page { rows, has_newer: true, has_older: more },
+        Seek::After(_) => ListPage { rows, has_newer: true, has_older: more },
         Seek::Before(_) => {
             // Fetched oldest-first next to the key; shown newest first like every page.
             rows.reverse();
-            Page { rows, has_newer: more, has_older: true }
+            ListPage { rows, has_newer: more, has_older: true }
         }
     })
 }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::orders;
 use super::{AnyConnection, DbError, DbResult};
-use crate::domain::{Fen, OrderState};
+use crate::domain::{Fen, Order, OrderState};
 use crate::wxpay::SignType;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -35,39 +35,6 @@ struct OrderRow {
     last_queried_at: Option<NaiveDateTime>,
     refund_reserved_fen: i64,
     webhook_url: Option<String>,
-}
-
-/// An order as the rest of the program sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Order {
-    pub out_trade_no: String,
-    pub merchant_order_id: String,
-    pub amount: Fen,
-    pub description: String,
-    pub attach: Option<String>,
-    pub state: OrderState,
-    pub sign_type: SignType,
-    /// The shopper the prepay was issued for; a prepay is bound to one openid.
-    pub openid: Option<String>,
-    /// The shopper's IP as sent with the first prepay; reused so a re-issued unifiedorder is
-    /// byte-for-byte the same request, which WeChat requires.
-    pub client_ip: Option<String>,
-    pub prepay_id: Option<String>,
-    pub prepay_created_at: Option<DateTime<Utc>>,
-    pub transaction_id: Option<String>,
-    pub paid: Option<Fen>,
-    pub paid_at: Option<DateTime<Utc>>,
-    pub paid_after_close: bool,
-    pub refunded: Fen,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub last_queried_at: Option<DateTime<Utc>>,
-    /// Refunds requested and not failed or closed; never more than `paid`.
-    pub refund_reserved: Fen,
-    /// Where this order's webhooks go instead of the global `WEBHOOK_URL`.
-    pub webhook_url: Option<String>,
 }
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
@@ -146,6 +113,16 @@ pub struct OrderChanges {
     pub query_attempts: Option<i32>,
     /// `Some(None)` clears it: the order is no longer polled.
     pub next_query_at: Option<Option<NaiveDateTime>>,
+}
+
+impl OrderChanges {
+    /// Takes every column `extra` sets (the prepay's, and the poller's schedule).
+    pub fn merge(&mut self, extra: &OrderChanges) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if extra.$f.is_some() { self.$f = extra.$f.clone(); } )* };
+        }
+        take!(openid, client_ip, prepay_id, prepay_created_at, query_attempts, next_query_at);
+    }
 }
 
 /// Inserts an order. A duplicate `merchant_order_id` or `out_trade_no` is a unique violation.

@@ -2,62 +2,12 @@
 //! between states only by guarded UPDATEs (`… WHERE state IN (expected)`), so a notify, a query
 //! and a staff retry racing each other change a refund once.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::refunds;
 use super::{AnyConnection, DbError, DbResult};
-use crate::domain::Fen;
-
-/// Where a refund stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RefundState {
-    /// Recorded and reserved; WeChat has not (yet) confirmed it accepted the request. Safe to send
-    /// again with the same `out_refund_no`.
-    Pending,
-    /// WeChat accepted it; the outcome comes from refundquery or the refund notify.
-    Processing,
-    /// The money went back to the shopper.
-    Success,
-    /// WeChat could not pay it out (e.g. a cancelled card): the money went back to the merchant
-    /// account and staff must settle it offline. The amount stays reserved.
-    Change,
-    /// WeChat closed the refund; nothing was paid and the reservation is released.
-    Closed,
-    /// Refused by WeChat (or reported FAIL); nothing was paid and the reservation is released.
-    Failed,
-}
-
-impl RefundState {
-    pub const ALL: [RefundState; 6] = [
-        RefundState::Pending,
-        RefundState::Processing,
-        RefundState::Success,
-        RefundState::Change,
-        RefundState::Closed,
-        RefundState::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Pending => "PENDING",
-            RefundState::Processing => "PROCESSING",
-            RefundState::Success => "SUCCESS",
-            RefundState::Change => "CHANGE",
-            RefundState::Closed => "CLOSED",
-            RefundState::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RefundState> {
-        RefundState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Whether the refund still holds part of the order's refundable amount.
-    pub fn holds_reservation(self) -> bool {
-        !matches!(self, RefundState::Closed | RefundState::Failed)
-    }
-}
+use crate::domain::{Fen, Refund, RefundState};
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = refunds)]
@@ -88,29 +38,13 @@ struct RefundDbRow {
     succeeded_at: Option<NaiveDateTime>,
 }
 
-/// A refund as the rest of the program sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefundRow {
-    pub out_refund_no: String,
-    pub out_trade_no: String,
-    pub amount: Fen,
-    pub reason: String,
-    pub state: RefundState,
-    pub refund_id: Option<String>,
-    pub requested_by: String,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub succeeded_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<RefundDbRow> for RefundRow {
+impl TryFrom<RefundDbRow> for Refund {
     type Error = DbError;
 
-    fn try_from(r: RefundDbRow) -> DbResult<RefundRow> {
+    fn try_from(r: RefundDbRow) -> DbResult<Refund> {
         let state = RefundState::parse(&r.state)
             .ok_or_else(|| DbError::Corrupt(format!("refund {} has unknown state {:?}", r.out_refund_no, r.state)))?;
-        Ok(RefundRow {
+        Ok(Refund {
             out_refund_no: r.out_refund_no,
             out_trade_no: r.out_trade_no,
             amount: Fen::new(r.amount_fen),
@@ -132,31 +66,31 @@ pub fn insert(conn: &mut AnyConnection, refund: &NewRefund) -> DbResult<()> {
     Ok(())
 }
 
-pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<RefundRow>> {
+pub fn find(conn: &mut AnyConnection, out_refund_no: &str) -> DbResult<Option<Refund>> {
     refunds::table
         .filter(refunds::out_refund_no.eq(out_refund_no))
         .select(RefundDbRow::as_select())
         .first(conn)
         .optional()?
-        .map(RefundRow::try_from)
+        .map(Refund::try_from)
         .transpose()
 }
 
 /// An order's refunds, oldest first.
-pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<RefundRow>> {
+pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<Refund>> {
     refunds::table
         .filter(refunds::out_trade_no.eq(out_trade_no))
         .order((refunds::created_at.asc(), refunds::out_refund_no.asc()))
         .select(RefundDbRow::as_select())
         .load(conn)?
         .into_iter()
-        .map(RefundRow::try_from)
+        .map(Refund::try_from)
         .collect()
 }
 
 /// Refunds still waiting for an outcome (PENDING or PROCESSING), least recently touched first:
 /// what a re-query or the refund-sync job asks WeChat about.
-pub fn unsettled(conn: &mut AnyConnection, out_trade_no: Option<&str>, limit: i64) -> DbResult<Vec<RefundRow>> {
+pub fn unsettled(conn: &mut AnyConnection, out_trade_no: Option<&str>, limit: i64) -> DbResult<Vec<Refund>> {
     let states = [RefundState::Pending.as_str(), RefundState::Processing.as_str()];
     let mut q = refunds::table
         .filter(refunds::state.eq_any(states))
@@ -167,7 +101,7 @@ pub fn unsettled(conn: &mut AnyConnection, out_trade_no: Option<&str>, limit: i6
     if let Some(no) = out_trade_no {
         q = q.filter(refunds::out_trade_no.eq(no.to_owned()));
     }
-    q.load(conn)?.into_iter().map(RefundRow::try_from).collect()
+    q.load(conn)?.into_iter().map(Refund::try_from).collect()
 }
 
 /// Columns a guarded refund update may set besides `state`; `None` leaves a column as it is.

@@ -1,46 +1,12 @@
 //! Staff accounts: look-ups, creation, password and role changes, lockout bookkeeping, and the
 //! log of sign-in attempts used to rate-limit by IP.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{login_attempts, staff_users};
 use super::{AnyConnection, DbError, DbResult};
-
-/// What a staff member may do. Each role includes the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub enum Role {
-    /// Reads everything except users, tokens and the audit log.
-    Viewer,
-    /// Also re-queries, closes orders, re-processes notifies, resolves exceptions.
-    Operator,
-    /// Also refunds, manages users and API tokens, reads the audit log.
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Viewer => "只读",
-            Role::Operator => "操作员",
-            Role::Admin => "管理员",
-        }
-    }
-}
+use crate::domain::{Role, StaffUser};
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = staff_users)]
@@ -57,28 +23,6 @@ struct StaffRow {
     last_login_at: Option<NaiveDateTime>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaffUser {
-    pub id: i64,
-    pub username: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub session_version: i64,
-    pub must_change_password: bool,
-    pub disabled: bool,
-    pub failed_logins: i32,
-    pub locked_until: Option<DateTime<Utc>>,
-    pub last_login_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl StaffUser {
-    pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
-        self.locked_until.is_some_and(|until| until > now)
-    }
 }
 
 impl TryFrom<StaffRow> for StaffUser {

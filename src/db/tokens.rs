@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::api_tokens;
 use super::{AnyConnection, DbResult};
+use crate::domain::records::ApiToken;
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = api_tokens)]
@@ -34,32 +35,49 @@ pub fn is_active(conn: &mut AnyConnection, token_hash: &str) -> DbResult<bool> {
     Ok(n > 0)
 }
 
-/// A token as the console shows it: never its hash.
-#[derive(Queryable, Selectable, Clone, Debug, PartialEq, Eq)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = api_tokens)]
-pub struct TokenRow {
-    pub id: i64,
-    pub name: String,
-    pub created_at: NaiveDateTime,
-    pub revoked_at: Option<NaiveDateTime>,
+struct TokenDbRow {
+    id: i64,
+    name: String,
+    created_at: NaiveDateTime,
+    revoked_at: Option<NaiveDateTime>,
+}
+
+impl From<TokenDbRow> for ApiToken {
+    fn from(r: TokenDbRow) -> ApiToken {
+        ApiToken { id: r.id, name: r.name, created_at: r.created_at, revoked_at: r.revoked_at }
+    }
 }
 
 /// Every token, newest first (a merchant has a handful, so no paging).
-pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<TokenRow>> {
-    Ok(api_tokens::table.order(api_tokens::id.desc()).select(TokenRow::as_select()).load(conn)?)
+pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<ApiToken>> {
+    Ok(api_tokens::table
+        .order(api_tokens::id.desc())
+        .select(TokenDbRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(ApiToken::from)
+        .collect())
 }
 
-pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<TokenRow>> {
-    Ok(api_tokens::table.filter(api_tokens::id.eq(id)).select(TokenRow::as_select()).first(conn).optional()?)
+pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<ApiToken>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::id.eq(id))
+        .select(TokenDbRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(ApiToken::from))
 }
 
 /// The row just inserted, found by its (unique) hash: we have no RETURNING on every backend.
-pub fn find_by_hash(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<TokenRow>> {
+pub fn find_by_hash(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<ApiToken>> {
     Ok(api_tokens::table
         .filter(api_tokens::token_hash.eq(token_hash))
-        .select(TokenRow::as_select())
+        .select(TokenDbRow::as_select())
         .first(conn)
-        .optional()?)
+        .optional()?
+        .map(ApiToken::from))
 }
 
 /// Revokes a token unless it already is: true when this call revoked it.

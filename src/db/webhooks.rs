@@ -1,39 +1,13 @@
-//! Merchant webhooks: the events to deliver (`webhook_events`), every delivery attempt
-//! (`webhook_attempts`), the outbox scan over `order_events` that creates them, the row leases
-//! delivery works under, and the console's list and re-send.
+//! Merchant webhooks: the events to deliver (`webhook_events`, written by the use cases' outbox),
+//! every delivery attempt (`webhook_attempts`), the row leases delivery works under, and the
+//! console's list and re-send.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{order_events, orders, webhook_attempts, webhook_events};
+use super::schema::{webhook_attempts, webhook_events};
 use super::{AnyConnection, DbError, DbResult};
-
-/// Where an event is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookState {
-    /// Waiting for its next attempt (`next_attempt_at`).
-    Pending,
-    /// A reply in 2xx was received.
-    Delivered,
-    /// Every attempt of the schedule failed; it stays until re-sent by staff.
-    Failed,
-}
-
-impl WebhookState {
-    pub const ALL: [WebhookState; 3] = [WebhookState::Pending, WebhookState::Delivered, WebhookState::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookState::Pending => "PENDING",
-            WebhookState::Delivered => "DELIVERED",
-            WebhookState::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<WebhookState> {
-        WebhookState::ALL.into_iter().find(|w| w.as_str() == s)
-    }
-}
+use crate::domain::webhook::{AttemptOutcome, Resend, WebhookAttempt, WebhookEvent, WebhookState};
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = webhook_events)]
@@ -66,26 +40,6 @@ struct EventDbRow {
     lease_until: Option<NaiveDateTime>,
     created_at: NaiveDateTime,
     delivered_at: Option<NaiveDateTime>,
-}
-
-/// A webhook event as the rest of the program sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WebhookEvent {
-    pub id: i64,
-    pub dedupe_key: String,
-    pub event_type: String,
-    pub out_trade_no: String,
-    pub url: String,
-    /// The `data` object, as JSON text.
-    pub payload: String,
-    pub state: WebhookState,
-    /// Attempts since it was created or last re-sent.
-    pub attempts: i32,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<EventDbRow> for WebhookEvent {
@@ -127,84 +81,33 @@ pub struct NewAttempt<'a> {
     pub response_snippet: Option<&'a str>,
 }
 
-#[derive(Queryable, Selectable, Clone, Debug, PartialEq, Eq)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = webhook_attempts)]
-pub struct AttemptRow {
-    pub id: i64,
-    pub event_id: i64,
-    pub attempted_at: NaiveDateTime,
-    pub status_code: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i64,
-    pub response_snippet: Option<String>,
+struct AttemptDbRow {
+    id: i64,
+    event_id: i64,
+    attempted_at: NaiveDateTime,
+    status_code: Option<i32>,
+    error: Option<String>,
+    duration_ms: i64,
+    response_snippet: Option<String>,
 }
 
-// ---- The outbox scan ----------------------------------------------------------------------
-
-/// An `order_events` row that may become a webhook, with the order's own webhook URL.
-#[derive(Queryable, Clone, Debug)]
-pub struct SourceEvent {
-    pub id: i64,
-    pub kind: String,
-    pub out_trade_no: String,
-    pub detail: String,
-    pub created_at: NaiveDateTime,
-    pub order_webhook_url: Option<String>,
-}
-
-/// Timeline rows of `kinds` after id `after` and not older than `since`, oldest first. With
-/// `only_with_url`, rows of orders without a webhook URL of their own are left out (nothing
-/// would be sent for them when no global URL is configured).
-pub fn source_events(
-    conn: &mut AnyConnection,
-    after: i64,
-    kinds: &[&str],
-    since: NaiveDateTime,
-    only_with_url: bool,
-    limit: i64,
-) -> DbResult<Vec<SourceEvent>> {
-    let mut query = order_events::table
-        .inner_join(orders::table)
-        .filter(order_events::id.gt(after))
-        .filter(order_events::kind.eq_any(kinds))
-        .filter(order_events::created_at.ge(since))
-        .select((
-            order_events::id,
-            order_events::kind,
-            order_events::out_trade_no,
-            order_events::detail,
-            order_events::created_at,
-            orders::webhook_url,
-        ))
-        .order(order_events::id.asc())
-        .limit(limit)
-        .into_boxed();
-    if only_with_url {
-        query = query.filter(orders::webhook_url.is_not_null());
+impl From<AttemptDbRow> for WebhookAttempt {
+    fn from(r: AttemptDbRow) -> WebhookAttempt {
+        WebhookAttempt {
+            id: r.id,
+            event_id: r.event_id,
+            attempted_at: r.attempted_at,
+            status_code: r.status_code,
+            error: r.error,
+            duration_ms: r.duration_ms,
+            response_snippet: r.response_snippet,
+        }
     }
-    Ok(query.load(conn)?)
 }
 
-/// The highest timeline id after `after` among rows written before `before`: rows up to it
-/// have settled (see `jobs::webhooks` on why the scan lags behind the newest rows).
-pub fn settled_up_to(conn: &mut AnyConnection, after: i64, before: NaiveDateTime) -> DbResult<Option<i64>> {
-    Ok(order_events::table
-        .filter(order_events::id.gt(after))
-        .filter(order_events::created_at.lt(before))
-        .select(diesel::dsl::max(order_events::id))
-        .first::<Option<i64>>(conn)?)
-}
-
-/// Which of these dedupe keys already have an event.
-pub fn existing_keys(conn: &mut AnyConnection, keys: &[String]) -> DbResult<Vec<String>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(webhook_events::table
-        .filter(webhook_events::dedupe_key.eq_any(keys))
-        .select(webhook_events::dedupe_key)
-        .load(conn)?)
-}
+// ---- The outbox ----------------------------------------------------------------------------
 
 /// Inserts an event unless one with its dedupe key exists (then `false`: another pass or
 /// instance made it). The insert runs in a savepoint so that, on PostgreSQL, the unique
@@ -279,14 +182,6 @@ pub fn record_attempt(conn: &mut AnyConnection, attempt: &NewAttempt<'_>) -> DbR
     Ok(())
 }
 
-/// What an attempt leads to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Delivered { at: NaiveDateTime },
-    RetryAt(NaiveDateTime),
-    Failed,
-}
-
 /// Applies an attempt's outcome to an event `owner` holds, and releases the lease. `false`
 /// means the lease was lost meanwhile (the attempt is still logged by the caller).
 pub fn finish_attempt(conn: &mut AnyConnection, id: i64, owner: &str, outcome: AttemptOutcome) -> DbResult<bool> {
@@ -351,25 +246,18 @@ pub fn count_by_state(conn: &mut AnyConnection, state: WebhookState) -> DbResult
 }
 
 /// The attempts of these events, oldest first.
-pub fn attempts_for(conn: &mut AnyConnection, event_ids: &[i64]) -> DbResult<Vec<AttemptRow>> {
+pub fn attempts_for(conn: &mut AnyConnection, event_ids: &[i64]) -> DbResult<Vec<WebhookAttempt>> {
     if event_ids.is_empty() {
         return Ok(Vec::new());
     }
     Ok(webhook_attempts::table
         .filter(webhook_attempts::event_id.eq_any(event_ids))
         .order(webhook_attempts::id.asc())
-        .select(AttemptRow::as_select())
-        .load(conn)?)
-}
-
-/// What a re-send found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resend {
-    /// Set back to PENDING, due now, with a fresh schedule; the event as it was before.
-    Queued(WebhookEvent),
-    /// An attempt is in flight right now (leased); re-sending now could deliver it twice at once.
-    InFlight(WebhookEvent),
-    NotFound,
+        .select(AttemptDbRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(WebhookAttempt::from)
+        .collect())
 }
 
 /// Queues an event for delivery again now, whatever its state, unless an attempt is in flight.

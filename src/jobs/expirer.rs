@@ -13,9 +13,9 @@
 use super::{JobContext, JobReport, LEASE, each_due};
 use crate::db::{self, orders};
 use crate::domain::OrderState;
+use crate::domain::order::CLOSE_MIN_AGE;
 use crate::error::AppError;
-use crate::payments::close::{CLOSE_MIN_AGE, CloseOutcome};
-use crate::payments::refund::describe_app;
+use crate::payments::close::CloseOutcome;
 
 /// Orders taken per pass; the rest wait for the next tick.
 pub const BATCH: i64 = 100;
@@ -87,14 +87,15 @@ async fn try_expire_one(ctx: &JobContext, no: &str) -> Result<Expired, AppError>
     // recorded as paid, not closed over.
     if order.prepay_id.is_some() {
         match payments.refresh_from_wechat(no, true).await {
-            Ok(order) if !order.state.is_payable() => {
+            Ok(refreshed) if !refreshed.order.state.is_payable() => {
+                let order = refreshed.order;
                 tracing::info!(out_trade_no = %no, state = %order.state, "expirer: order settled by query");
                 release(ctx, no, &me).await?;
                 return Ok(Expired::Settled(order.state));
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(out_trade_no = %no, error = %describe_app(&e), "expirer: orderquery failed; retrying later");
+                tracing::warn!(out_trade_no = %no, error = %e.staff_message(), "expirer: orderquery failed; retrying later");
                 hold(ctx, no, &me).await?;
                 return Ok(Expired::Failed);
             }
@@ -104,7 +105,7 @@ async fn try_expire_one(ctx: &JobContext, no: &str) -> Result<Expired, AppError>
     let outcome = match payments.close_order(no, None).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            tracing::warn!(out_trade_no = %no, error = %describe_app(&e), "expirer: close failed; retrying later");
+            tracing::warn!(out_trade_no = %no, error = %e.staff_message(), "expirer: close failed; retrying later");
             hold(ctx, no, &me).await?;
             return Ok(Expired::Failed);
         }
@@ -123,8 +124,8 @@ async fn try_expire_one(ctx: &JobContext, no: &str) -> Result<Expired, AppError>
             tracing::debug!(out_trade_no = %no, wait_s = wait.num_seconds(), "expirer: too early to close");
             Expired::Skipped
         }
-        CloseOutcome::Failed { error, .. } => {
-            tracing::warn!(out_trade_no = %no, %error, "expirer: closeorder failed; retrying later");
+        CloseOutcome::Failed { why, .. } => {
+            tracing::warn!(out_trade_no = %no, ?why, "expirer: closeorder failed; retrying later");
             hold(ctx, no, &me).await?;
             return Ok(Expired::Failed);
         }

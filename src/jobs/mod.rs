@@ -29,9 +29,7 @@ use crate::config::JobsSettings;
 use crate::error::AppError;
 use crate::payments::Payments;
 
-/// How long a claimed row stays ours: longer than any single piece of work (a WeChat call with
-/// its retries), short enough that a crashed instance's rows are picked up soon.
-pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+pub use crate::payments::LEASE;
 
 /// What every job needs.
 #[derive(Clone)]

@@ -92,7 +92,7 @@ async fn try_poll_one(ctx: &JobContext, no: &str) -> Result<Polled, AppError> {
         return Ok(Polled::Skipped);
     };
 
-    let result = ctx.payments.refresh_from_wechat(no, true).await;
+    let result = ctx.payments.refresh_from_wechat(no, true).await.map(|r| r.order);
     let now = db::now();
     let schedule = &ctx.settings.poll_schedule;
     let (polled, next) = match result {

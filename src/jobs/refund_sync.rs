@@ -20,8 +20,8 @@ use chrono::Duration;
 
 use super::{JobContext, JobReport, LEASE, each_due};
 use crate::db::{self, refunds};
+use crate::domain::refund::SEND_STALE_AFTER;
 use crate::error::AppError;
-use crate::payments::refund::{SEND_STALE_AFTER, describe_app};
 
 /// Refunds taken per pass; the rest wait for the next tick.
 pub const BATCH: i64 = 100;
@@ -100,8 +100,8 @@ async fn try_sync_one(ctx: &JobContext, no: &str) -> Result<Synced, AppError> {
     };
 
     let (synced, attempts, wait) = match ctx.payments.sync_refund(&refund).await {
-        Ok(line) => {
-            tracing::info!(out_refund_no = %no, out_trade_no = %refund.out_trade_no, result = %line, "refund sync: checked");
+        Ok(result) => {
+            tracing::info!(out_refund_no = %no, out_trade_no = %refund.out_trade_no, ?result, "refund sync: checked");
             let attempts = attempts.saturating_add(1);
             (Synced::Checked, attempts, backoff(attempts))
         }
@@ -109,7 +109,7 @@ async fn try_sync_one(ctx: &JobContext, no: &str) -> Result<Synced, AppError> {
             tracing::warn!(
                 out_refund_no = %no,
                 out_trade_no = %refund.out_trade_no,
-                error = %describe_app(&e),
+                error = %e.staff_message(),
                 "refund sync: refundquery failed; retrying later"
             );
             (Synced::Failed, attempts, RETRY_AFTER_ERROR)

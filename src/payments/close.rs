@@ -1,23 +1,18 @@
 //! Closing an order: locally when it never reached WeChat, otherwise with `closeorder`, never
-//! sooner than WeChat's 5-minute minimum after the prepay. ORDERPAID takes the paid path (a
-//! signed orderquery, applied through the shared transition); ORDERCLOSED and ORDERNOTEXIST
-//! mean there is nothing left to close at WeChat. Staff use it now, the expiry job later.
+//! sooner than WeChat's 5-minute minimum after the prepay (`Order::close_path`). ORDERPAID takes
+//! the paid path (a signed orderquery, applied through the shared transition); ORDERCLOSED and
+//! ORDERNOTEXIST mean there is nothing left to close at WeChat. Staff and the expirer use it.
 
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
 use super::Payments;
-use super::apply::{Applied, apply_event};
-use super::refund::{Actor, describe, insert_event};
-use crate::db::orders::{Order, OrderChanges};
-use crate::db::{AnyConnection, DbResult};
-use crate::domain::{Event, OrderState};
-use crate::error::AppError;
+use super::apply::{Applied, Change, apply_change};
+use crate::db::{AnyConnection, DbResult, audit, events};
+use crate::domain::{Actor, AuditAction, ClosePath, Order, OrderState, TimelineKind, TimelineSource};
+use crate::error::{AppError, describe_wechat as describe};
 use crate::wxpay::order_query::CloseOrder;
 use crate::wxpay::{ErrCode, WxError};
-
-/// WeChat refuses `closeorder` this soon after `unifiedorder`.
-pub const CLOSE_MIN_AGE: Duration = Duration::minutes(5);
 
 /// What became of a close.
 #[derive(Debug)]
@@ -28,28 +23,26 @@ pub enum CloseOutcome {
     AlreadyClosed(Box<Order>),
     /// It is paid (WeChat said ORDERPAID and the query confirmed it, or it was paid already).
     Paid(Box<Order>),
-    /// The prepay is younger than [`CLOSE_MIN_AGE`]: WeChat was not asked.
+    /// The prepay is younger than WeChat's minimum: WeChat was not asked.
     TooEarly { order: Box<Order>, wait: Duration },
     /// WeChat did not close it (SYSTEMERROR, TRADE_STATE_ERROR, no answer…); nothing changed.
-    Failed { order: Box<Order>, error: String },
+    Failed { order: Box<Order>, why: CloseFailure },
+}
+
+/// Why a close changed nothing.
+#[derive(Debug)]
+pub enum CloseFailure {
+    /// WeChat refused or could not be reached; its error as staff read it.
+    Wechat(String),
+    /// WeChat said ORDERPAID but the confirming query failed.
+    PaidButQueryFailed(String),
+    /// WeChat said ORDERPAID but the query shows this state.
+    PaidButQueryShows(OrderState),
+    /// The order moved to a state that cannot be closed meanwhile.
+    NotClosable(OrderState),
 }
 
 impl CloseOutcome {
-    /// A result line for staff.
-    pub fn message(&self) -> String {
-        match self {
-            CloseOutcome::Closed { at_wechat: true, .. } => "已在微信支付关闭订单，订单已标记为已关闭".into(),
-            CloseOutcome::Closed { at_wechat: false, .. } => "订单未在微信支付下单，已在本地关闭".into(),
-            CloseOutcome::AlreadyClosed(_) => "订单已经是关闭状态".into(),
-            CloseOutcome::Paid(_) => "微信支付显示订单已支付，不能关闭；订单已标记为已支付".into(),
-            CloseOutcome::TooEarly { wait, .. } => format!(
-                "微信支付要求下单 5 分钟后才能关单，请约 {} 秒后再试（未调用微信支付）",
-                wait.num_seconds().max(1)
-            ),
-            CloseOutcome::Failed { error, .. } => format!("关单失败，订单未改变：{error}"),
-        }
-    }
-
     pub fn is_success(&self) -> bool {
         matches!(self, CloseOutcome::Closed { .. } | CloseOutcome::AlreadyClosed(_))
     }
@@ -71,25 +64,15 @@ impl Payments {
     /// written in the transaction that records the result.
     pub async fn close_order(&self, out_trade_no: &str, actor: Option<Actor>) -> Result<CloseOutcome, AppError> {
         let order = self.load(out_trade_no).await?;
-        let outcome = match order.state {
-            OrderState::Paid => CloseOutcome::Paid(Box::new(order)),
-            OrderState::Closed => CloseOutcome::AlreadyClosed(Box::new(order)),
-            OrderState::Created | OrderState::Paying | OrderState::PayError => match order.prepay_id {
-                // No prepay was ever handed out, so WeChat has nothing the shopper could pay.
-                None => {
-                    let detail = json!({ "reason": "never reached WeChat" });
-                    return self.apply_closed(out_trade_no, false, detail, actor).await;
-                }
-                Some(_) => {
-                    let since = order.prepay_created_at.unwrap_or(order.created_at);
-                    let age = Utc::now() - since;
-                    if age < CLOSE_MIN_AGE {
-                        CloseOutcome::TooEarly { wait: CLOSE_MIN_AGE - age, order: Box::new(order) }
-                    } else {
-                        return self.close_at_wechat(order, actor).await;
-                    }
-                }
-            },
+        let outcome = match order.close_path(Utc::now()) {
+            ClosePath::Paid => CloseOutcome::Paid(Box::new(order)),
+            ClosePath::AlreadyClosed => CloseOutcome::AlreadyClosed(Box::new(order)),
+            ClosePath::Locally => {
+                let detail = json!({ "reason": "never reached WeChat" });
+                return self.apply_closed(out_trade_no, false, detail, actor).await;
+            }
+            ClosePath::TooEarly { wait } => CloseOutcome::TooEarly { wait, order: Box::new(order) },
+            ClosePath::AtWechat => return self.close_at_wechat(order, actor).await,
         };
         self.record_attempt(out_trade_no, &outcome, None, actor).await?;
         Ok(outcome)
@@ -97,46 +80,34 @@ impl Payments {
 
     async fn close_at_wechat(&self, order: Order, actor: Option<Actor>) -> Result<CloseOutcome, AppError> {
         let no = order.out_trade_no.clone();
-        let result = self.gateway.close_order(&CloseOrder { out_trade_no: no.clone() }).await;
-        match result {
-            Ok(()) => self.apply_closed(&no, true, json!({ "closeorder": "OK" }), actor).await,
-            Err(e) => match e.err_code() {
-                Some(code @ (ErrCode::ORDERCLOSED | ErrCode::ORDERNOTEXIST)) => {
-                    self.apply_closed(&no, true, json!({ "closeorder": code.as_str() }), actor).await
+        let e = match self.gateway.close_order(&CloseOrder { out_trade_no: no.clone() }).await {
+            Ok(()) => return self.apply_closed(&no, true, json!({ "closeorder": "OK" }), actor).await,
+            Err(e) => e,
+        };
+        let outcome = match e.err_code() {
+            Some(code @ (ErrCode::ORDERCLOSED | ErrCode::ORDERNOTEXIST)) => {
+                return self.apply_closed(&no, true, json!({ "closeorder": code.as_str() }), actor).await;
+            }
+            // Never trust ORDERPAID alone: a signed orderquery decides, through the shared
+            // transition.
+            Some(ErrCode::ORDERPAID) => match self.refresh_from_wechat(&no, true).await {
+                Ok(r) if r.order.state == OrderState::Paid => CloseOutcome::Paid(Box::new(r.order)),
+                Ok(r) => {
+                    let why = CloseFailure::PaidButQueryShows(r.order.state);
+                    CloseOutcome::Failed { why, order: Box::new(r.order) }
                 }
-                Some(ErrCode::ORDERPAID) => {
-                    // Never trust ORDERPAID alone: a signed orderquery decides, through the
-                    // shared transition.
-                    let order = match self.refresh_from_wechat(&no, true).await {
-                        Ok(o) => o,
-                        Err(q) => {
-                            let outcome = CloseOutcome::Failed {
-                                error: format!("微信支付返回 ORDERPAID，但查询订单失败：{q}"),
-                                order: Box::new(order),
-                            };
-                            self.record_attempt(&no, &outcome, Some(&e), actor).await?;
-                            return Ok(outcome);
-                        }
-                    };
-                    let outcome = if order.state == OrderState::Paid {
-                        CloseOutcome::Paid(Box::new(order))
-                    } else {
-                        CloseOutcome::Failed {
-                            error: format!("微信支付返回 ORDERPAID，查询结果为 {}", order.state),
-                            order: Box::new(order),
-                        }
-                    };
-                    self.record_attempt(&no, &outcome, Some(&e), actor).await?;
-                    Ok(outcome)
-                }
-                _ => {
-                    tracing::warn!(out_trade_no = %no, error = %e, "closeorder failed");
-                    let outcome = CloseOutcome::Failed { error: describe(&e), order: Box::new(order) };
-                    self.record_attempt(&no, &outcome, Some(&e), actor).await?;
-                    Ok(outcome)
-                }
+                Err(q) => CloseOutcome::Failed {
+                    why: CloseFailure::PaidButQueryFailed(q.to_string()),
+                    order: Box::new(order),
+                },
             },
-        }
+            _ => {
+                tracing::warn!(out_trade_no = %no, error = %e, "closeorder failed");
+                CloseOutcome::Failed { why: CloseFailure::Wechat(describe(&e)), order: Box::new(order) }
+            }
+        };
+        self.record_attempt(&no, &outcome, Some(&e), actor).await?;
+        Ok(outcome)
     }
 
     /// Applies `Closed` through the shared transition, auditing in the same transaction.
@@ -152,8 +123,7 @@ impl Payments {
         let applied = self
             .db
             .write(move |c| -> DbResult<Applied> {
-                let applied =
-                    apply_event(c, &no, &Event::Closed, None, OrderChanges::default(), "close", detail.clone())?;
+                let applied = apply_change(c, &no, Change::Closed, TimelineSource::Close, detail.clone())?;
                 if let Some(actor) = &actor {
                     let result = match &applied {
                         Applied::Changed { .. } => "closed",
@@ -161,7 +131,7 @@ impl Payments {
                         _ => "refused",
                     };
                     detail["result"] = json!(result);
-                    actor.record(c, "close", Some(&no), None, detail)?;
+                    audit::record(c, actor, AuditAction::Close, Some(&no), None, detail)?;
                 }
                 Ok(applied)
             })
@@ -170,9 +140,9 @@ impl Payments {
             Applied::Changed { order, .. } => CloseOutcome::Closed { order, at_wechat },
             Applied::AlreadyDone { order } => CloseOutcome::AlreadyClosed(order),
             // Paid while we were closing: the payment wins, the transition refuses the close.
-            Applied::Refused { order, .. } | Applied::AmountMismatch { order, .. } => match order.state {
+            Applied::Refused { order, .. } => match order.state {
                 OrderState::Paid => CloseOutcome::Paid(order),
-                _ => CloseOutcome::Failed { error: format!("订单状态为 {}，不能关闭", order.state), order },
+                state => CloseOutcome::Failed { why: CloseFailure::NotClosable(state), order },
             },
             Applied::UnknownOrder => return Err(AppError::NotFound("order")),
         })
@@ -198,10 +168,11 @@ impl Payments {
         self.db
             .write(move |c: &mut AnyConnection| -> DbResult<()> {
                 if asked_wechat {
-                    insert_event(c, &no, "close_attempted", "close", &detail)?;
+                    let (kind, source) = (TimelineKind::CloseAttempted, TimelineSource::Close);
+                    events::insert(c, &no, kind, source, (None, None), &detail)?;
                 }
                 if let Some(actor) = &actor {
-                    actor.record(c, "close", Some(&no), None, detail)?;
+                    audit::record(c, actor, AuditAction::Close, Some(&no), None, detail)?;
                 }
                 Ok(())
             })

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::Payments;
 use crate::config::webhook_url_problem;
 use crate::db::events;
-use crate::db::orders::{self, NewOrder, Order};
-use crate::domain::{Fen, OrderState, ids};
+use crate::db::orders::{self, NewOrder};
+use crate::domain::{Fen, Order, OrderState, TimelineKind, TimelineSource, ids};
 use crate::error::AppError;
 
 /// The merchant's request, as the JSON API takes it.
@@ -90,22 +90,12 @@ impl Payments {
             .db
             .write(move |conn| {
                 orders::insert(conn, &new)?;
-                events::insert(
-                    conn,
-                    &events::NewEvent {
-                        out_trade_no: &new.out_trade_no,
-                        kind: "created",
-                        from_state: None,
-                        to_state: Some(OrderState::Created.as_str()),
-                        source: "api",
-                        detail: serde_json::json!({
-                            "merchant_order_id": new.merchant_order_id,
-                            "amount_fen": new.amount_fen,
-                        })
-                        .to_string(),
-                        created_at: now,
-                    },
-                )?;
+                let detail = serde_json::json!({
+                    "merchant_order_id": new.merchant_order_id,
+                    "amount_fen": new.amount_fen,
+                });
+                let states = (None, Some(OrderState::Created));
+                events::insert(conn, &new.out_trade_no, TimelineKind::Created, TimelineSource::Api, states, &detail)?;
                 orders::find(conn, &new.out_trade_no)
             })
             .await;

@@ -1,21 +1,34 @@
-//! Use cases: create an order, issue the JSAPI parameters, apply notifies and query results.
-//! Handlers call these; these call `db/` for storage and `wxpay/` for WeChat.
+//! Use cases of the money: create an order, issue the JSAPI parameters, apply notifies and query
+//! results, close, refund, reconcile, and what the console reads about them. Handlers and jobs
+//! call these; these call `db/` for storage and `wxpay/` for WeChat. Every state change is one
+//! function that does its writes, its audit row and its outbox event in one transaction.
 
 pub mod apply;
 pub mod close;
+pub mod console;
 pub mod create;
 pub mod notify;
 pub mod notify_writer;
+pub mod order_view;
+pub mod outbox;
 pub mod prepay;
 pub mod query;
+pub mod reconcile;
 pub mod refund;
 pub mod refund_notify;
+pub mod shopper;
+pub mod staff_actions;
 
 use std::sync::Arc;
 
 use crate::config::AppConfig;
 use crate::db::Db;
 use crate::wxpay::{Merchant, PayGateway};
+
+/// How long a claimed row stays ours: longer than any single piece of work (a WeChat call with its
+/// retries), short enough that a crashed instance's rows are picked up soon. Jobs claim orders,
+/// refunds and webhook events for this long; a reconciliation run renews it while it lasts.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Everything the use cases need, shared by all requests.
 #[derive(Clone)]
@@ -25,4 +38,14 @@ pub struct Payments {
     pub merchant: Merchant,
     pub config: Arc<AppConfig>,
     pub notify_writer: notify_writer::NotifyWriter,
+    pub outbox: outbox::WebhookOutbox,
+}
+
+impl Payments {
+    /// Assembles the use cases and starts the notify writer on `db`.
+    pub fn new(db: Db, gateway: Arc<dyn PayGateway>, merchant: Merchant, config: Arc<AppConfig>) -> Payments {
+        let outbox = outbox::WebhookOutbox::new(config.clone());
+        let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone());
+        Payments { db, gateway, merchant, config, notify_writer, outbox }
+    }
 }

@@ -2,27 +2,16 @@
 //! with the exact XML WeChat expects only after the outcome is durably recorded.
 
 use super::Payments;
-use super::apply::PaymentFacts;
 use super::notify_writer::{Verdict, Work};
 use crate::db::notify_log::NewNotifyLog;
-use crate::domain::PaymentSource;
+use crate::domain::{NotifyKind, NotifyVerdict, PaymentFacts, PaymentSource};
 use crate::wxpay::notify::{NotifyError, NotifyOutcome, fail_reply, parse_payment_notify};
 
 impl Payments {
     /// Processes one delivery and returns the reply body. Never panics, whatever the body.
     pub async fn handle_payment_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
         let raw_body = String::from_utf8_lossy(body).into_owned();
-        let mut log = NewNotifyLog {
-            kind: "payment",
-            received_at: crate::db::now(),
-            remote_addr,
-            out_trade_no: None,
-            transaction_id: None,
-            verdict: "pending",
-            reason: String::new(),
-            raw_body,
-            reply: String::new(),
-        };
+        let mut log = NewNotifyLog::received(NotifyKind::Payment, raw_body, remote_addr);
         let work = match parse_payment_notify(body, &self.merchant) {
             Ok(n) => {
                 log.out_trade_no = Some(n.out_trade_no.clone());
@@ -39,7 +28,7 @@ impl Payments {
                     },
                     // WeChat reports a failed payment; the order stays payable. Recorded only.
                     NotifyOutcome::Failed { err_code, description } => Work::LogOnly {
-                        verdict: "payment_failed",
+                        verdict: NotifyVerdict::PaymentFailed,
                         reason: format!("{err_code}: {description}"),
                         reply: crate::wxpay::notify::SUCCESS_REPLY.to_owned(),
                     },
@@ -53,21 +42,23 @@ impl Payments {
                     log.transaction_id = safe("transaction_id");
                 }
                 let (verdict, reply) = match &e {
-                    NotifyError::Xml(_) => ("bad_xml", fail_reply("XML格式错误")),
-                    NotifyError::Signature(_) => ("bad_signature", fail_reply("签名错误")),
-                    NotifyError::ForeignMerchant { .. } => ("foreign_merchant", fail_reply("商户号或appid不匹配")),
-                    NotifyError::ReturnFail(_) => ("return_fail", fail_reply("return_code不是SUCCESS")),
+                    NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
+                    NotifyError::Signature(_) => (NotifyVerdict::BadSignature, fail_reply("签名错误")),
+                    NotifyError::ForeignMerchant { .. } => {
+                        (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配"))
+                    }
+                    NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
                     NotifyError::MissingField(_) | NotifyError::BadField { .. } | NotifyError::Decrypt(_) => {
-                        ("bad_field", fail_reply("参数错误"))
+                        (NotifyVerdict::BadField, fail_reply("参数错误"))
                     }
                 };
-                tracing::warn!(verdict, error = %e, "payment notify refused");
+                tracing::warn!(%verdict, error = %e, "payment notify refused");
                 Work::LogOnly { verdict, reason: e.to_string(), reply }
             }
         };
         match self.notify_writer.submit(log, work).await {
             Ok(Verdict { verdict, reply, .. }) => {
-                tracing::info!(verdict, "payment notify handled");
+                tracing::info!(%verdict, "payment notify handled");
                 reply
             }
             Err(e) => {

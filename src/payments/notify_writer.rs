@@ -12,10 +12,11 @@ use diesel::Connection;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{Applied, PaymentFacts, confirm_payment};
+use super::apply::{Applied, confirm_payment};
+use super::outbox::WebhookOutbox;
 use crate::db::notify_log::{self, NewNotifyLog};
 use crate::db::{AnyConnection, Db, DbError};
-use crate::domain::Rejection;
+use crate::domain::{NotifyVerdict, PaymentFacts, Rejection};
 use crate::wxpay::notify::{SUCCESS_REPLY, fail_reply};
 
 /// Upper bound on notifies per transaction, to bound latency and memory.
@@ -27,13 +28,13 @@ pub enum Work {
     /// A verified payment: apply it.
     ConfirmPayment { out_trade_no: String, facts: PaymentFacts },
     /// Nothing to apply (a refused or failed notify): just log it with this verdict.
-    LogOnly { verdict: &'static str, reason: String, reply: String },
+    LogOnly { verdict: NotifyVerdict, reason: String, reply: String },
 }
 
 /// The verdict given to one delivery, and the exact reply for WeChat.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    pub verdict: &'static str,
+    pub verdict: NotifyVerdict,
     pub reason: String,
     pub reply: String,
 }
@@ -51,12 +52,12 @@ pub struct NotifyWriter {
 }
 
 impl NotifyWriter {
-    /// Starts the writer thread.
-    pub fn start(db: Db) -> NotifyWriter {
+    /// Starts the writer thread; payments it applies write their webhooks to `outbox`.
+    pub fn start(db: Db, outbox: WebhookOutbox) -> NotifyWriter {
         let (tx, rx) = mpsc::channel(8192);
         thread::Builder::new()
             .name("notify-writer".into())
-            .spawn(move || run(db, rx))
+            .spawn(move || run(db, outbox, rx))
             .expect("the notify writer thread starts");
         NotifyWriter { tx }
     }
@@ -70,7 +71,7 @@ impl NotifyWriter {
     }
 }
 
-fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
+fn run(db: Db, outbox: WebhookOutbox, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -79,17 +80,17 @@ fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        write_batch(&db, batch);
+        write_batch(&db, &outbox, batch);
     }
 }
 
-fn write_batch(db: &Db, batch: Vec<Job>) {
+fn write_batch(db: &Db, outbox: &WebhookOutbox, batch: Vec<Job>) {
     let (logs_and_work, senders): (Vec<(NewNotifyLog, Work)>, Vec<_>) =
         batch.into_iter().map(|j| ((j.log, j.work), j.done)).unzip();
     let result = db.write_blocking(|conn| -> Result<Vec<Verdict>, DbError> {
         let mut verdicts = Vec::with_capacity(logs_and_work.len());
         for (log, work) in &logs_and_work {
-            let verdict = process(conn, work);
+            let verdict = process(conn, work, outbox);
             let mut row = log.clone();
             row.verdict = verdict.verdict;
             row.reason.clone_from(&verdict.reason);
@@ -116,16 +117,22 @@ fn write_batch(db: &Db, batch: Vec<Job>) {
 }
 
 /// Applies one job inside its own savepoint; an error rolls back just this job.
-fn process(conn: &mut AnyConnection, work: &Work) -> Verdict {
+fn process(conn: &mut AnyConnection, work: &Work, outbox: &WebhookOutbox) -> Verdict {
     match work {
-        Work::LogOnly { verdict, reason, reply } => Verdict { verdict, reason: reason.clone(), reply: reply.clone() },
+        Work::LogOnly { verdict, reason, reply } => {
+            Verdict { verdict: *verdict, reason: reason.clone(), reply: reply.clone() }
+        }
         Work::ConfirmPayment { out_trade_no, facts } => {
-            let applied = conn.transaction::<_, DbError, _>(|c| confirm_payment(c, out_trade_no, facts));
+            let applied = conn.transaction::<_, DbError, _>(|c| confirm_payment(c, out_trade_no, facts, outbox));
             match applied {
                 Ok(applied) => verdict_of(&applied, facts),
                 Err(e) => {
                     tracing::error!(%out_trade_no, error = %e, "notify could not be applied");
-                    Verdict { verdict: "error", reason: e.to_string(), reply: fail_reply("处理失败，请重试") }
+                    Verdict {
+                        verdict: NotifyVerdict::Error,
+                        reason: e.to_string(),
+                        reply: fail_reply("处理失败，请重试"),
+                    }
                 }
             }
         }
@@ -133,23 +140,24 @@ fn process(conn: &mut AnyConnection, work: &Work) -> Verdict {
 }
 
 fn verdict_of(applied: &Applied, facts: &PaymentFacts) -> Verdict {
-    let ok = |verdict: &'static str, reason: String| Verdict { verdict, reason, reply: SUCCESS_REPLY.to_owned() };
+    use NotifyVerdict as V;
+    let ok = |verdict: NotifyVerdict, reason: String| Verdict { verdict, reason, reply: SUCCESS_REPLY.to_owned() };
     match applied {
         Applied::Changed { transition, .. } if transition.paid_after_close => {
-            ok("paid_after_close", "payment for a closed order recorded; exception raised".into())
+            ok(V::PaidAfterClose, "payment for a closed order recorded; exception raised".into())
         }
-        Applied::Changed { transition, .. } => ok("paid", format!("{} -> {}", transition.from, transition.to)),
-        Applied::AlreadyDone { .. } => ok("duplicate", "already paid with this transaction".into()),
+        Applied::Changed { transition, .. } => ok(V::Paid, format!("{} -> {}", transition.from, transition.to)),
+        Applied::AlreadyDone { .. } => ok(V::Duplicate, "already paid with this transaction".into()),
         // The remaining cases are real WeChat messages we cannot apply. Retrying cannot change
         // them, so WeChat is told SUCCESS and a person is told by an exception.
-        Applied::UnknownOrder => ok("unknown_order", "no such order; exception raised".into()),
-        Applied::AmountMismatch { order, reported } => ok(
-            "amount_mismatch",
-            format!("order is {} fen, WeChat reports {} fen; exception raised", order.amount.get(), reported.get()),
+        Applied::UnknownOrder => ok(V::UnknownOrder, "no such order; exception raised".into()),
+        Applied::Refused { rejection: Rejection::AmountMismatch { expected, reported }, .. } => ok(
+            V::AmountMismatch,
+            format!("order is {} fen, WeChat reports {} fen; exception raised", expected.get(), reported.get()),
         ),
         Applied::Refused { rejection: Rejection::ConflictingPayment { recorded, .. }, .. } => {
-            ok("conflicting_payment", json!({ "recorded": recorded, "received": facts.transaction_id }).to_string())
+            ok(V::ConflictingPayment, json!({ "recorded": recorded, "received": facts.transaction_id }).to_string())
         }
-        Applied::Refused { order, rejection } => ok("refused", format!("{rejection:?} in state {}", order.state)),
+        Applied::Refused { order, rejection } => ok(V::Refused, format!("{rejection:?} in state {}", order.state)),
     }
 }

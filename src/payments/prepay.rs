@@ -5,19 +5,14 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 
 use super::Payments;
-use super::apply::{Applied, apply_event};
-use crate::db::exceptions;
-use crate::db::orders::{self, Order, OrderChanges};
-use crate::domain::{Event, OrderState};
+use super::apply::{Applied, Change, apply_change};
+use crate::db::exceptions::{self, NewException};
+use crate::db::orders;
+use crate::domain::{ExceptionKind, Order, OrderState, TimelineSource};
 use crate::error::AppError;
 use crate::wxpay::jsapi::JsapiParams;
 use crate::wxpay::unified_order::UnifiedOrder;
 use crate::wxpay::{ErrAction, ErrCode};
-
-/// A prepay lives 2 hours; stop reusing it a little before so the shopper never gets a dead one.
-const PREPAY_REUSE: Duration = Duration::minutes(110);
-/// WeChat wants `time_expire` at least a minute ahead.
-const MIN_TIME_LEFT: Duration = Duration::seconds(60);
 
 #[derive(Debug)]
 pub enum Prepay {
@@ -36,7 +31,8 @@ impl Payments {
             OrderState::Closed => return Ok(Prepay::Closed(order)),
             _ => {}
         }
-        if order.expires_at - Utc::now() < MIN_TIME_LEFT {
+        let now = Utc::now();
+        if order.too_late_to_pay(now) {
             return Ok(Prepay::Closed(order));
         }
         if let Some(bound) = &order.openid
@@ -44,10 +40,8 @@ impl Payments {
         {
             return Err(AppError::Forbidden("此订单已由其他微信用户发起支付".into()));
         }
-        if let (Some(prepay_id), Some(created)) = (&order.prepay_id, order.prepay_created_at)
-            && Utc::now() - created < PREPAY_REUSE
-        {
-            return Ok(Prepay::Params(JsapiParams::new(&self.merchant, prepay_id, Utc::now())));
+        if let Some(prepay_id) = order.reusable_prepay(now) {
+            return Ok(Prepay::Params(JsapiParams::new(&self.merchant, prepay_id, now)));
         }
 
         let client_ip = order.client_ip.clone().unwrap_or_else(|| client_ip.to_owned());
@@ -55,7 +49,7 @@ impl Payments {
         match self.gateway.unified_order(&request).await {
             Ok(reply) => {
                 let no = order.out_trade_no.clone();
-                let issued_at = crate::db::now();
+                let issued_at = crate::db::now().and_utc();
                 // The poller's schedule counts from the prepay (a renewed prepay starts it over).
                 let first_query = self
                     .config
@@ -63,20 +57,16 @@ impl Payments {
                     .poll_schedule
                     .first()
                     .map_or(Duration::seconds(5), |d| Duration::from_std(*d).unwrap_or(Duration::seconds(5)));
-                let extra = OrderChanges {
-                    openid: Some(openid.to_owned()),
-                    client_ip: Some(client_ip),
-                    prepay_id: Some(reply.prepay_id.clone()),
-                    prepay_created_at: Some(issued_at),
-                    query_attempts: Some(0),
-                    next_query_at: Some(Some(issued_at + first_query)),
-                    ..OrderChanges::default()
+                let change = Change::PrepayIssued {
+                    openid: openid.to_owned(),
+                    client_ip,
+                    prepay_id: reply.prepay_id.clone(),
+                    issued_at,
+                    first_query_at: issued_at + first_query,
                 };
                 let detail = json!({ "prepay_id": reply.prepay_id });
-                let applied = self
-                    .db
-                    .write(move |c| apply_event(c, &no, &Event::PrepayIssued, None, extra, "checkout", detail))
-                    .await?;
+                let applied =
+                    self.db.write(move |c| apply_change(c, &no, change, TimelineSource::Checkout, detail)).await?;
                 match applied {
                     Applied::Changed { .. } => {
                         tracing::info!(out_trade_no, "prepay issued");
@@ -84,7 +74,7 @@ impl Payments {
                     }
                     // Paid or closed while we were asking WeChat.
                     Applied::Refused { order, .. } | Applied::AlreadyDone { order } => Ok(settled(*order)),
-                    Applied::UnknownOrder | Applied::AmountMismatch { .. } => Err(AppError::NotFound("order")),
+                    Applied::UnknownOrder => Err(AppError::NotFound("order")),
                 }
             }
             Err(e) => self.prepay_failed(order, e).await,
@@ -96,22 +86,14 @@ impl Payments {
         match e.err_code().map(|c| (c.action(), c)) {
             Some((ErrAction::TreatAsPaid, _)) => {
                 // Never trust ORDERPAID alone: confirm with a signed orderquery.
-                let order = self.refresh_from_wechat(&no, true).await?;
+                let order = self.refresh_from_wechat(&no, true).await?.order;
                 Ok(settled(order))
             }
             Some((_, ErrCode::ORDERCLOSED)) => {
                 let applied = self
                     .db
                     .write(move |c| {
-                        apply_event(
-                            c,
-                            &no,
-                            &Event::Closed,
-                            None,
-                            OrderChanges::default(),
-                            "checkout",
-                            json!({"reason": "ORDERCLOSED"}),
-                        )
+                        apply_change(c, &no, Change::Closed, TimelineSource::Checkout, json!({"reason": "ORDERCLOSED"}))
                     })
                     .await?;
                 match applied {
@@ -122,22 +104,13 @@ impl Payments {
                 }
             }
             Some((ErrAction::NewOutTradeNo | ErrAction::FixRequest | ErrAction::FixConfiguration, code)) => {
-                let detail = json!({ "err_code": code.as_str(), "error": e.to_string() }).to_string();
-                let key = format!("prepay_refused:{no}:{}", code.as_str());
-                self.db
-                    .write(move |c| {
-                        exceptions::raise(
-                            c,
-                            &exceptions::NewException {
-                                kind: "prepay_refused",
-                                dedupe_key: key,
-                                out_trade_no: Some(no),
-                                detail,
-                                created_at: crate::db::now(),
-                            },
-                        )
-                    })
-                    .await?;
+                let exception = NewException {
+                    kind: ExceptionKind::PrepayRefused,
+                    dedupe_key: format!("prepay_refused:{no}:{}", code.as_str()),
+                    out_trade_no: Some(no),
+                    detail: json!({ "err_code": code.as_str(), "error": e.to_string() }),
+                };
+                self.db.write(move |c| exceptions::raise(c, &exception)).await?;
                 tracing::error!(out_trade_no = %order.out_trade_no, error = %e, "unifiedorder refused");
                 Err(AppError::Gateway(e))
             }

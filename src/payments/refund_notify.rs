@@ -7,39 +7,35 @@
 use serde_json::json;
 
 use super::Payments;
+use super::outbox::WebhookOutbox;
 use super::refund::{RefundApplied, RefundOutcome, apply_refund_outcome};
+use crate::db::exceptions::{self, NewException};
 use crate::db::notify_log::{self, NewNotifyLog};
-use crate::db::{AnyConnection, DbError, DbResult, exceptions, refunds};
+use crate::db::{AnyConnection, DbError, DbResult, refunds};
+use crate::domain::{ExceptionKind, NotifyKind, NotifyVerdict, RefundState, TimelineSource};
 use crate::wxpay::notify::{NotifyError, SUCCESS_REPLY, fail_reply};
 use crate::wxpay::refund_notify::{RefundNotify, parse_refund_notify};
 
 impl Payments {
     /// Processes one refund-notify delivery and returns the reply body. Never panics.
     pub async fn handle_refund_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
-        let mut log = NewNotifyLog {
-            kind: "refund",
-            received_at: crate::db::now(),
-            remote_addr,
-            out_trade_no: None,
-            transaction_id: None,
-            verdict: "pending",
-            reason: String::new(),
-            raw_body: String::from_utf8_lossy(body).into_owned(),
-            reply: String::new(),
-        };
+        let raw_body = String::from_utf8_lossy(body).into_owned();
+        let mut log = NewNotifyLog::received(NotifyKind::Refund, raw_body, remote_addr);
         let notify = match parse_refund_notify(body, &self.merchant) {
             Ok(n) => n,
             Err(e) => {
                 let (verdict, reply) = match &e {
-                    NotifyError::Xml(_) => ("bad_xml", fail_reply("XML格式错误")),
-                    NotifyError::Decrypt(_) => ("decrypt_failed", fail_reply("解密失败")),
-                    NotifyError::ForeignMerchant { .. } => ("foreign_merchant", fail_reply("商户号或appid不匹配")),
-                    NotifyError::ReturnFail(_) => ("return_fail", fail_reply("return_code不是SUCCESS")),
+                    NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
+                    NotifyError::Decrypt(_) => (NotifyVerdict::DecryptFailed, fail_reply("解密失败")),
+                    NotifyError::ForeignMerchant { .. } => {
+                        (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配"))
+                    }
+                    NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
                     NotifyError::Signature(_) | NotifyError::MissingField(_) | NotifyError::BadField { .. } => {
-                        ("bad_field", fail_reply("参数错误"))
+                        (NotifyVerdict::BadField, fail_reply("参数错误"))
                     }
                 };
-                tracing::warn!(verdict, error = %e, "refund notify refused");
+                tracing::warn!(%verdict, error = %e, "refund notify refused");
                 log.verdict = verdict;
                 log.reason = e.to_string();
                 log.reply = reply.clone();
@@ -53,11 +49,11 @@ impl Payments {
         log.transaction_id = Some(notify.transaction_id.clone()).filter(|s| !s.is_empty() && s.len() <= 64);
         log.reason = summary(&notify).to_string();
         log.reply = SUCCESS_REPLY.to_owned();
-        let row = log.clone();
+        let (row, outbox) = (log.clone(), self.outbox.clone());
         let applied = self
             .db
-            .write(move |c| -> DbResult<&'static str> {
-                let verdict = apply(c, &notify)?;
+            .write(move |c| -> DbResult<NotifyVerdict> {
+                let verdict = apply(c, &notify, &outbox)?;
                 let mut row = row;
                 row.verdict = verdict;
                 notify_log::insert(c, &row)?;
@@ -66,14 +62,14 @@ impl Payments {
             .await;
         match applied {
             Ok(verdict) => {
-                tracing::info!(verdict, "refund notify handled");
+                tracing::info!(%verdict, "refund notify handled");
                 SUCCESS_REPLY.to_owned()
             }
             Err(e) => {
                 // Nothing was committed: WeChat must deliver it again. Log the failure on its own.
                 tracing::error!(error = %e, "refund notify could not be applied; asking WeChat to retry");
                 let reply = fail_reply("处理失败，请重试");
-                log.verdict = "error";
+                log.verdict = NotifyVerdict::Error;
                 log.reason = format!("{}; {e}", log.reason);
                 log.reply = reply.clone();
                 let _ = self.db.write(move |c| notify_log::insert(c, &log)).await;
@@ -88,17 +84,11 @@ impl Payments {
     pub async fn refuse_oversized_refund_notify(&self, prefix: &[u8], remote_addr: Option<String>) -> String {
         let reply = fail_reply("请求过大");
         let shown = &prefix[..prefix.len().min(4096)];
-        let log = NewNotifyLog {
-            kind: "refund",
-            received_at: crate::db::now(),
-            remote_addr,
-            out_trade_no: None,
-            transaction_id: None,
-            verdict: "too_large",
-            reason: format!("body larger than {} bytes; the first {} are kept", prefix.len(), shown.len()),
-            raw_body: String::from_utf8_lossy(shown).into_owned(),
-            reply: reply.clone(),
-        };
+        let mut log =
+            NewNotifyLog::received(NotifyKind::Refund, String::from_utf8_lossy(shown).into_owned(), remote_addr);
+        log.verdict = NotifyVerdict::TooLarge;
+        log.reason = format!("body larger than {} bytes; the first {} are kept", prefix.len(), shown.len());
+        log.reply = reply.clone();
         if let Err(e) = self.db.write(move |c| notify_log::insert(c, &log)).await {
             tracing::error!(error = %e, "oversized refund notify could not be logged");
         }
@@ -124,57 +114,49 @@ fn summary(n: &RefundNotify) -> serde_json::Value {
 /// Applies a verified notify; the verdict names what happened. Genuine notifies we cannot apply
 /// (unknown refund, fields that contradict ours) are answered SUCCESS, since retrying cannot fix
 /// them, and raised as exceptions for staff.
-fn apply(c: &mut AnyConnection, n: &RefundNotify) -> Result<&'static str, DbError> {
+fn apply(c: &mut AnyConnection, n: &RefundNotify, outbox: &WebhookOutbox) -> Result<NotifyVerdict, DbError> {
     let Some(refund) = refunds::find(c, &n.out_refund_no)? else {
         // E.g. a refund made in the merchant platform: show it on the order when we have one.
         let order = crate::db::orders::find(c, &n.out_trade_no)?.map(|o| o.out_trade_no);
-        raise(c, "unknown_refund", format!("unknown_refund:{}:{}", n.out_refund_no, n.refund_status), order, n)?;
-        return Ok("unknown_refund");
+        let key = format!("unknown_refund:{}:{}", n.out_refund_no, n.refund_status);
+        raise(c, ExceptionKind::UnknownRefund, key, order, n)?;
+        return Ok(NotifyVerdict::UnknownRefund);
     };
     if refund.out_trade_no != n.out_trade_no || refund.amount != n.refund_fee {
         let key = format!("refund_mismatch:{}:{}", n.out_refund_no, n.refund_status);
-        raise(c, "refund_mismatch", key, Some(refund.out_trade_no.clone()), n)?;
-        return Ok("refund_mismatch");
+        raise(c, ExceptionKind::RefundMismatch, key, Some(refund.out_trade_no.clone()), n)?;
+        return Ok(NotifyVerdict::RefundMismatch);
     }
     let outcome = RefundOutcome {
         status: n.refund_status,
         refund_id: Some(&n.refund_id),
         success_time: n.success_time,
-        source: "notify",
+        source: TimelineSource::Notify,
         detail: json!({ "refund_id": n.refund_id, "recv_account": n.recv_account }),
     };
-    Ok(match apply_refund_outcome(c, &n.out_refund_no, &outcome)? {
+    Ok(match apply_refund_outcome(c, &n.out_refund_no, &outcome, outbox)? {
         RefundApplied::Changed { refund, .. } => match refund.state {
-            refunds::RefundState::Success => "refund_success",
-            refunds::RefundState::Change => "refund_change",
-            refunds::RefundState::Closed => "refund_closed",
-            refunds::RefundState::Failed => "refund_failed",
-            refunds::RefundState::Processing | refunds::RefundState::Pending => "refund_processing",
+            RefundState::Success => NotifyVerdict::RefundSuccess,
+            RefundState::Change => NotifyVerdict::RefundChange,
+            RefundState::Closed => NotifyVerdict::RefundClosed,
+            RefundState::Failed => NotifyVerdict::RefundFailed,
+            RefundState::Processing | RefundState::Pending => NotifyVerdict::RefundProcessing,
         },
-        RefundApplied::AlreadyDone(_) => "duplicate",
-        RefundApplied::Conflict(_) => "refund_conflict",
-        RefundApplied::Unknown => "unknown_refund",
+        RefundApplied::AlreadyDone(_) => NotifyVerdict::Duplicate,
+        RefundApplied::Conflict(_) => NotifyVerdict::RefundConflict,
+        RefundApplied::Unknown => NotifyVerdict::UnknownRefund,
     })
 }
 
 fn raise(
     c: &mut AnyConnection,
-    kind: &'static str,
+    kind: ExceptionKind,
     dedupe_key: String,
     out_trade_no: Option<String>,
     n: &RefundNotify,
 ) -> DbResult<()> {
     let mut detail = summary(n);
     detail["reported_out_trade_no"] = json!(n.out_trade_no);
-    exceptions::raise(
-        c,
-        &exceptions::NewException {
-            kind,
-            dedupe_key,
-            out_trade_no,
-            detail: detail.to_string(),
-            created_at: crate::db::now(),
-        },
-    )?;
+    exceptions::raise(c, &NewException { kind, dedupe_key, out_trade_no, detail })?;
     Ok(())
 }

@@ -5,23 +5,46 @@
 
 use chrono::Utc;
 
-use super::{Role, StaffUser, accounts};
-use crate::db::{AnyConnection, DbError, staff};
+use super::{Accounts, accounts, password};
+use crate::db::{AnyConnection, DbError, audit, staff};
+use crate::domain::{Actor, AuditAction, Role, StaffUser};
 use crate::wxpay::nonce::random_alphanumeric;
 
 /// Length of generated one-time passwords: 16 alphanumerics are ~95 bits, well past guessing,
 /// and still short enough to read out to a colleague.
 pub const ONE_TIME_PASSWORD_LENGTH: usize = 16;
 
-/// Why an account change was not made. `Refused` and `NotFound` are for the admin to read.
+/// Why an account change was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
-    #[error("用户不存在")]
+    #[error("no such user")]
     NotFound,
-    #[error("{0}")]
-    Refused(String),
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A change the guard rails refuse; the console tells the admin why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    UsernameInvalid,
+    UsernameTaken(String),
+    AlreadyHasRole {
+        username: String,
+        role: Role,
+    },
+    OwnRole,
+    AlreadyDisabled(String),
+    OwnAccountDisabled,
+    NotDisabled(String),
+    NotLocked(String),
+    /// An admin resets their own password on the password page, not here.
+    OwnPasswordReset,
+    /// The last active admin can be neither demoted nor disabled.
+    LastAdmin,
 }
 
 /// A change an admin makes to an existing account.
@@ -38,14 +61,14 @@ pub enum AccountChange {
 }
 
 impl AccountChange {
-    /// The audit action name.
-    pub fn action(&self) -> &'static str {
+    /// The audit action.
+    pub fn action(&self) -> AuditAction {
         match self {
-            AccountChange::SetRole(_) => "user_role_changed",
-            AccountChange::Disable => "user_disabled",
-            AccountChange::Enable => "user_enabled",
-            AccountChange::Unlock => "user_unlocked",
-            AccountChange::ResetPassword { .. } => "user_password_reset",
+            AccountChange::SetRole(_) => AuditAction::UserRoleChanged,
+            AccountChange::Disable => AuditAction::UserDisabled,
+            AccountChange::Enable => AuditAction::UserEnabled,
+            AccountChange::Unlock => AuditAction::UserUnlocked,
+            AccountChange::ResetPassword { .. } => AuditAction::UserPasswordReset,
         }
     }
 }
@@ -56,14 +79,14 @@ pub fn one_time_password() -> String {
 
 /// Creates an account that must change its (one-time) password at first sign-in.
 pub fn create(conn: &mut AnyConnection, username: &str, password_hash: &str, role: Role) -> Result<(), ManageError> {
-    accounts::check_username(username).map_err(|_| refused("用户名为 3–32 个字母、数字或 . _ -"))?;
+    accounts::check_username(username).map_err(|_| refused(Refusal::UsernameInvalid))?;
     if staff::find_by_username(conn, username)?.is_some() {
-        return Err(refused(format!("用户名 {username} 已存在")));
+        return Err(refused(Refusal::UsernameTaken(username.to_owned())));
     }
     match staff::insert(conn, username, password_hash, role, true) {
         Ok(()) => Ok(()),
         // Someone created the same name between our look-up and the insert.
-        Err(e) if e.is_unique_violation() => Err(refused(format!("用户名 {username} 已存在"))),
+        Err(e) if e.is_unique_violation() => Err(refused(Refusal::UsernameTaken(username.to_owned()))),
         Err(e) => Err(e.into()),
     }
 }
@@ -86,10 +109,10 @@ pub fn apply(
     match change {
         AccountChange::SetRole(role) => {
             if *role == user.role {
-                return Err(refused(format!("{} 已经是{}", user.username, role.label())));
+                return Err(refused(Refusal::AlreadyHasRole { username: user.username, role: *role }));
             }
             if is_self {
-                return Err(refused("不能修改自己的角色"));
+                return Err(refused(Refusal::OwnRole));
             }
             if *role < Role::Admin {
                 ensure_another_admin(conn, &user)?;
@@ -98,29 +121,29 @@ pub fn apply(
         }
         AccountChange::Disable => {
             if user.disabled {
-                return Err(refused(format!("{} 已停用", user.username)));
+                return Err(refused(Refusal::AlreadyDisabled(user.username)));
             }
             if is_self {
-                return Err(refused("不能停用自己的账户"));
+                return Err(refused(Refusal::OwnAccountDisabled));
             }
             ensure_another_admin(conn, &user)?;
             staff::set_role_and_disabled(conn, user.id, user.role, true)?;
         }
         AccountChange::Enable => {
             if !user.disabled {
-                return Err(refused(format!("{} 未停用", user.username)));
+                return Err(refused(Refusal::NotDisabled(user.username)));
             }
             staff::set_role_and_disabled(conn, user.id, user.role, false)?;
         }
         AccountChange::Unlock => {
             if !user.is_locked(Utc::now()) && user.failed_logins == 0 {
-                return Err(refused(format!("{} 未被锁定", user.username)));
+                return Err(refused(Refusal::NotLocked(user.username)));
             }
             staff::unlock(conn, user.id)?;
         }
         AccountChange::ResetPassword { hash } => {
             if is_self {
-                return Err(refused("请在「修改密码」页面修改自己的密码"));
+                return Err(refused(Refusal::OwnPasswordReset));
             }
             staff::set_password(conn, user.id, hash, true)?;
             // A reset is usually for someone who forgot the password and locked themselves out
@@ -134,11 +157,78 @@ pub fn apply(
 /// Refuses when `user` is an active admin and no other active admin would remain.
 fn ensure_another_admin(conn: &mut AnyConnection, user: &StaffUser) -> Result<(), ManageError> {
     if user.role == Role::Admin && !user.disabled && staff::count_active_admins_except(conn, user.id)? == 0 {
-        return Err(refused("至少需要保留一个有效的管理员账户"));
+        return Err(refused(Refusal::LastAdmin));
     }
     Ok(())
 }
 
-fn refused(message: impl Into<String>) -> ManageError {
-    ManageError::Refused(message.into())
+fn refused(why: Refusal) -> ManageError {
+    ManageError::Refused(why)
+}
+
+impl Accounts {
+    /// Every account, by username.
+    pub async fn list_users(&self) -> Result<Vec<StaffUser>, DbError> {
+        self.db.read(staff::list).await
+    }
+
+    /// Creates an account with a one-time password (returned, to be shown once) that must be
+    /// changed at first sign-in; audited in the same transaction.
+    pub async fn create_user(&self, actor: &Actor, username: &str, role: Role) -> Result<String, ManageError> {
+        accounts::check_username(username).map_err(|_| refused(Refusal::UsernameInvalid))?;
+        let one_time = one_time_password();
+        // Argon2 is deliberately slow: hash before taking the write transaction.
+        let hash =
+            password::hash_off_thread(one_time.clone()).await.map_err(|e| ManageError::Internal(e.to_string()))?;
+        let (actor, name) = (actor.clone(), username.to_owned());
+        self.db
+            .write(move |c| -> Result<(), ManageError> {
+                create(c, &name, &hash, role)?;
+                let detail = serde_json::json!({ "role": role.as_str() });
+                audit::record(c, &actor, AuditAction::UserCreated, None, Some(&name), detail)?;
+                Ok(())
+            })
+            .await?;
+        Ok(one_time)
+    }
+
+    /// Applies a change by `actor` (account `actor_id`) to account `id` with its audit entry in
+    /// one transaction; returns the account as it was.
+    pub async fn change_user(
+        &self,
+        actor_id: i64,
+        actor: &Actor,
+        id: i64,
+        change: AccountChange,
+    ) -> Result<StaffUser, ManageError> {
+        let actor = actor.clone();
+        self.db
+            .write(move |c| -> Result<StaffUser, ManageError> {
+                let before = apply(c, actor_id, id, &change)?;
+                // Only the role names: never a password or its hash.
+                let detail = match &change {
+                    AccountChange::SetRole(role) => {
+                        serde_json::json!({ "from": before.role.as_str(), "to": role.as_str() })
+                    }
+                    _ => serde_json::json!({}),
+                };
+                audit::record(c, &actor, change.action(), None, Some(&before.username), detail)?;
+                Ok(before)
+            })
+            .await
+    }
+
+    /// Resets account `id` to a new one-time password (returned, to be shown once).
+    pub async fn reset_password(
+        &self,
+        actor_id: i64,
+        actor: &Actor,
+        id: i64,
+    ) -> Result<(StaffUser, String), ManageError> {
+        let one_time = one_time_password();
+        let hash =
+            password::hash_off_thread(one_time.clone()).await.map_err(|e| ManageError::Internal(e.to_string()))?;
+        let before = self.change_user(actor_id, actor, id, AccountChange::ResetPassword { hash }).await?;
+        Ok((before, one_time))
+    }
 }

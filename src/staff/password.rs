@@ -17,6 +17,16 @@ pub fn hash(password: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
 }
 
+/// [`hash`] on the blocking pool, off the async workers.
+pub async fn hash_off_thread(password: String) -> Result<String, AppError> {
+    crate::db::run_blocking(move || hash(&password)).await
+}
+
+/// [`verify`] on the blocking pool, off the async workers.
+pub async fn verify_off_thread(password: String, stored: String) -> bool {
+    crate::db::run_blocking(move || verify(&password, &stored)).await
+}
+
 /// Constant-time verification (inside argon2). A malformed stored hash verifies as false.
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {

@@ -6,15 +6,12 @@ use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
 use rocket::serde::json::{Json, Value, json};
 use rocket::{Request, Response, State, catch, catchers, get, post, routes};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::config::AppConfig;
-use crate::db::orders::Order;
-use crate::db::tokens;
 use crate::error::AppError;
 use crate::payments::Payments;
 use crate::payments::create::{ApiCreateOrder, Created};
+use crate::payments::order_view::order_json;
+use crate::staff::Accounts;
 
 pub fn routes() -> Vec<rocket::Route> {
     routes![post_order, get_order]
@@ -70,18 +67,10 @@ impl<'r> FromRequest<'r> for ApiAuth {
         let Some(token) = req.headers().get_one("Authorization").and_then(|h| h.strip_prefix("Bearer ")) else {
             return Outcome::Error((Status::Unauthorized, ()));
         };
-        let token = token.trim().to_owned();
-        if let Some(config) = req.rocket().state::<std::sync::Arc<AppConfig>>()
-            && let Some(configured) = &config.api_token
-            && bool::from(configured.expose().as_bytes().ct_eq(token.as_bytes()))
-        {
-            return Outcome::Success(ApiAuth);
-        }
-        let Some(payments) = req.rocket().state::<Payments>() else {
+        let Some(accounts) = req.rocket().state::<Accounts>() else {
             return Outcome::Error((Status::InternalServerError, ()));
         };
-        let hash = token_hash(&token);
-        match payments.db.read(move |c| tokens::is_active(c, &hash)).await {
+        match accounts.authenticate_api(token.trim()).await {
             Ok(true) => Outcome::Success(ApiAuth),
             Ok(false) => Outcome::Error((Status::Unauthorized, ())),
             Err(e) => {
@@ -90,34 +79,6 @@ impl<'r> FromRequest<'r> for ApiAuth {
             }
         }
     }
-}
-
-/// SHA-256 hex of a token, as stored.
-pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The API's view of an order.
-pub fn order_json(order: &Order, config: &AppConfig) -> Value {
-    let t = |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    json!({
-        "out_trade_no": order.out_trade_no,
-        "merchant_order_id": order.merchant_order_id,
-        "state": order.state.as_str(),
-        "amount_fen": order.amount.get(),
-        "amount_yuan": order.amount.to_yuan_string(),
-        "description": order.description,
-        "attach": order.attach,
-        "checkout_url": config.checkout_url(&order.out_trade_no),
-        "transaction_id": order.transaction_id,
-        "paid_fen": order.paid.map(|p| p.get()),
-        "paid_at": order.paid_at.map(t),
-        "paid_after_close": order.paid_after_close,
-        "created_at": t(order.created_at),
-        "expires_at": t(order.expires_at),
-        "closed_at": order.closed_at.map(t),
-        "webhook_url": order.webhook_url,
-    })
 }
 
 #[post("/orders", data = "<body>")]

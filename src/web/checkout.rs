@@ -12,8 +12,7 @@ use rocket::serde::json::{Json, Value, json};
 use rocket::{Either, State, get, post, routes};
 
 use crate::config::AppConfig;
-use crate::db::oauth_states;
-use crate::db::orders::Order;
+use crate::domain::Order;
 use crate::domain::OrderState;
 use crate::error::AppError;
 use crate::payments::Payments;
@@ -91,7 +90,7 @@ async fn get_checkout(
     let order = payments.load(out_trade_no).await?;
     let amount = order.amount.to_yuan_string();
     let merchant = config.merchant_name.as_str();
-    let expired = order.state.is_payable() && order.expires_at <= Utc::now();
+    let expired = order.is_expired(Utc::now());
     if matches!(order.state, OrderState::Paid | OrderState::Closed) || expired {
         let paid = order.state == OrderState::Paid;
         return page(&DonePage { merchant, order: &order, amount, paid, version: VERSION });
@@ -133,9 +132,7 @@ async fn get_oauth_callback(
     if cookie_nonce.as_deref() != Some(verified.nonce.as_str()) {
         return Err(AppError::invalid("state", "登录请求不是从本浏览器发起的，请重新打开支付链接"));
     }
-    let nonce = verified.nonce.clone();
-    let fresh = payments.db.write(move |c| oauth_states::consume(c, &nonce, crate::db::now())).await?;
-    if !fresh {
+    if !payments.consume_oauth_state(&verified.nonce).await? {
         return Err(AppError::invalid("state", "登录链接已使用过，请重新打开支付链接"));
     }
     cookies.remove_private(Cookie::build(NONCE_COOKIE).path("/pay"));

@@ -1,6 +1,5 @@
 //! `GET /healthz`: the process is up and the database answers.
 
-use diesel::RunQueryDsl;
 use rocket::serde::json::{Json, Value, json};
 use rocket::{State, get, routes};
 
@@ -13,6 +12,6 @@ pub fn routes() -> Vec<rocket::Route> {
 
 #[get("/healthz")]
 async fn get_health(payments: &State<Payments>) -> Result<Json<Value>, AppError> {
-    payments.db.read(|c| diesel::sql_query("SELECT 1").execute(c).map_err(crate::db::DbError::from)).await?;
+    payments.check_database().await?;
     Ok(Json(json!({ "status": "ok" })))
 }

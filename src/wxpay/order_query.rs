@@ -97,6 +97,30 @@ impl OrderQueryReply {
     }
 }
 
+/// The payment a paid order carries, as an orderquery reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueriedPayment {
+    pub transaction_id: String,
+    pub total_fee: Fen,
+    pub time_end: Option<DateTime<Utc>>,
+}
+
+impl OrderQueryReply {
+    /// The payment, when WeChat reports the order paid (`SUCCESS`, or `REFUND` after a refund).
+    /// [`OrderQueryReply::from_fields`] refuses a paid reply without its transaction or amount,
+    /// so this is `Some` exactly for a paid order.
+    pub fn payment(&self) -> Option<QueriedPayment> {
+        if !self.trade_state.is_paid() {
+            return None;
+        }
+        Some(QueriedPayment {
+            transaction_id: self.transaction_id.clone()?,
+            total_fee: self.total_fee?,
+            time_end: self.time_end,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseOrder {
     pub out_trade_no: String,

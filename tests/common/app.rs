@@ -12,7 +12,6 @@ use wechat_checkout::config::AppConfig;
 use wechat_checkout::db::{Db, notify_log, orders};
 use wechat_checkout::jobs::JobContext;
 use wechat_checkout::payments::Payments;
-use wechat_checkout::payments::notify_writer::NotifyWriter;
 use wechat_checkout::wxpay::{GatewayConfig, HttpPayGateway, Merchant, PayGateway};
 
 pub const API_TOKEN: &str = "test-token-0123456789abcdefghij";
@@ -287,13 +286,7 @@ impl TestApp {
             sign_type: config.wechat.sign_type,
         };
         let real = HttpPayGateway::new(merchant.clone(), GatewayConfig::with_base(&config.wechat.api_base)).unwrap();
-        let payments = Payments {
-            db: db.clone(),
-            gateway: wrap(Arc::new(real)),
-            merchant,
-            config: Arc::new(config),
-            notify_writer: NotifyWriter::start(db),
-        };
+        let payments = Payments::new(db, wrap(Arc::new(real)), merchant, Arc::new(config));
         JobContext::new(payments)
     }
 
@@ -314,7 +307,7 @@ pub fn prepay_id(jsapi: &serde_json::Value) -> String {
     jsapi["params"]["package"].as_str().unwrap().strip_prefix("prepay_id=").unwrap().to_owned()
 }
 
-pub fn order_row(db: &Db, out_trade_no: &str) -> orders::Order {
+pub fn order_row(db: &Db, out_trade_no: &str) -> wechat_checkout::domain::Order {
     orders::find(&mut db.conn().unwrap(), out_trade_no).unwrap().unwrap()
 }
 

@@ -111,5 +111,6 @@ pub mod admin;
 pub mod app;
 pub mod browser;
 pub mod merchant_endpoint;
+pub mod process;
 pub mod route_walk;
 pub mod seeded;

@@ -49,14 +49,13 @@ pub async fn seed(app: &TestApp) -> Seed {
             exceptions::raise(
                 c,
                 &exceptions::NewException {
-                    kind: "amount_mismatch",
+                    kind: wechat_checkout::domain::ExceptionKind::AmountMismatch,
                     dedupe_key: "walk-exception".into(),
                     out_trade_no: Some(key.clone()),
-                    detail: "{}".into(),
-                    created_at: wechat_checkout::db::now(),
+                    detail: serde_json::json!({}),
                 },
             )?;
-            let hash = wechat_checkout::web::api::token_hash("walk-token-0123456789abcdefghijklmnop");
+            let hash = wechat_checkout::domain::records::token_hash("walk-token-0123456789abcdefghijklmnop");
             tokens::insert(
                 c,
                 &tokens::NewToken { name: "walk", token_hash: &hash, created_at: wechat_checkout::db::now() },

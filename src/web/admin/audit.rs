@@ -6,12 +6,14 @@ use rocket::request::FlashMessage;
 use rocket::response::content::RawHtml;
 use rocket::{State, get, routes};
 
+use super::labels;
 use super::layout::Chrome;
 use super::session::Admin;
 use super::view::beijing_time;
-use crate::db::audit::{self, AuditFilter, AuditRow};
+use crate::domain::AuditAction;
+use crate::domain::records::{AuditFilter, AuditRecord};
 use crate::error::AppError;
-use crate::payments::Payments;
+use crate::staff::Accounts;
 use crate::web::page::render;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -23,36 +25,6 @@ pub const PAGE_SIZE: i64 = 50;
 const MAX_FILTER_LEN: usize = 128;
 /// Longer details are cut on the page (the full text stays in the database).
 const MAX_DETAIL_CHARS: usize = 400;
-
-/// Actions with a Chinese name, in the order the filter lists them. Actions not listed still show
-/// (by their code) and can still be filtered on.
-pub const ACTIONS: &[(&str, &str)] = &[
-    ("login", "登录"),
-    ("login_failed", "登录失败"),
-    ("logout", "退出登录"),
-    ("password_changed", "修改密码"),
-    ("requery", "重新查询订单"),
-    ("close", "关闭订单"),
-    ("refund", "退款"),
-    ("refund_refused", "退款被拒"),
-    ("refund_retry", "重试退款"),
-    ("refund_resubmitted", "重新提交退款"),
-    ("notify_reprocess", "重新处理通知"),
-    ("exception_resolved", "处理异常"),
-    ("orders_exported", "导出订单"),
-    ("user_created", "新建用户"),
-    ("user_role_changed", "修改角色"),
-    ("user_disabled", "停用用户"),
-    ("user_enabled", "启用用户"),
-    ("user_unlocked", "解除锁定"),
-    ("user_password_reset", "重置密码"),
-    ("token_created", "新建 API 令牌"),
-    ("token_revoked", "撤销 API 令牌"),
-];
-
-pub fn action_label(action: &str) -> Option<&'static str> {
-    ACTIONS.iter().find(|(code, _)| *code == action).map(|(_, label)| *label)
-}
 
 struct EntryView {
     at: String,
@@ -132,7 +104,7 @@ fn detail_text(detail: &str) -> String {
     }
 }
 
-fn entry_view(row: AuditRow) -> EntryView {
+fn entry_view(row: AuditRecord) -> EntryView {
     let by_actor = AuditFilter { actor: Some(row.actor.clone()), ..AuditFilter::default() };
     let by_action = AuditFilter { action: Some(row.action.clone()), ..AuditFilter::default() };
     let order = row.out_trade_no.map(|no| {
@@ -143,7 +115,7 @@ fn entry_view(row: AuditRow) -> EntryView {
         at: beijing_time(row.at.and_utc()),
         actor_href: href(&by_actor, None),
         actor: row.actor,
-        label: action_label(&row.action),
+        label: labels::audit_action_text(&row.action),
         action_href: href(&by_action, None),
         action: row.action,
         order,
@@ -161,24 +133,23 @@ async fn get_audit(
     action: Option<&str>,
     order: Option<&str>,
     flash: Option<FlashMessage<'_>>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<RawHtml<String>, AppError> {
     let filter = AuditFilter { actor: clean(actor), action: clean(action), out_trade_no: clean(order) };
     let before = before.filter(|id| *id > 0);
-    let query = filter.clone();
     // One row more than a page tells whether an older page exists without counting.
-    let mut rows = payments.db.read(move |c| audit::search(c, &query, before, PAGE_SIZE + 1)).await?;
+    let mut rows = accounts.audit_page(filter.clone(), before, PAGE_SIZE + 1).await?;
     let more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
     let older_href = if more { rows.last().map(|r| href(&filter, Some(r.id))) } else { None };
     let newest_href = before.map(|_| href(&filter, None));
 
-    let mut actions: Vec<ActionOption> = ACTIONS
+    let mut actions: Vec<ActionOption> = AuditAction::ALL
         .iter()
-        .map(|(code, label)| ActionOption {
-            code: (*code).to_owned(),
-            label: (*label).to_owned(),
-            selected: filter.action.as_deref() == Some(*code),
+        .map(|action| ActionOption {
+            code: action.as_str().to_owned(),
+            label: labels::audit_action(*action).to_owned(),
+            selected: filter.action.as_deref() == Some(action.as_str()),
         })
         .collect();
     if let Some(current) = &filter.action

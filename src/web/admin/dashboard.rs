@@ -11,8 +11,8 @@ use rocket::{State, get, routes};
 use super::layout::Chrome;
 use super::session::Staff;
 use super::view::yuan;
-use crate::db::figures::{self, Conversion, DayRevenue, Overview};
 use crate::domain::Fen;
+use crate::domain::figures::{Conversion, DayRevenue};
 use crate::error::AppError;
 use crate::payments::Payments;
 use crate::web::page::render;
@@ -200,7 +200,7 @@ async fn get_dashboard(
     payments: &State<Payments>,
 ) -> Result<RawHtml<String>, AppError> {
     let today = beijing_date(Utc::now());
-    let overview: Overview = payments.db.read(move |c| figures::overview(c, today, CHART_DAYS)).await?;
+    let overview = payments.dashboard(today, CHART_DAYS).await?;
     let yesterday = today.pred_opt().unwrap_or(today);
     let week_start = today - chrono::Days::new(6);
     let periods = vec![

@@ -9,17 +9,17 @@ use rocket::request::FlashMessage;
 use rocket::response::content::RawHtml;
 use rocket::response::{Flash, Redirect};
 use rocket::{State, get, post, routes};
-use serde_json::json;
 
+use super::labels;
 use super::layout::Chrome;
 use super::notifies::safe_back;
-use super::order_detail::detail_pairs;
+use super::order_timeline::detail_pairs;
 use super::session::{AdminForm, CsrfField, Operator, Staff};
 use super::view::beijing_time;
-use crate::db::exceptions::{self, ExceptionRow, Status};
-use crate::db::{DbError, audit};
+use crate::domain::ExceptionKind;
 use crate::error::AppError;
 use crate::payments::Payments;
+use crate::payments::console::{ExceptionCursor, ExceptionShow};
 use crate::web::page::render;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -29,23 +29,6 @@ pub fn routes() -> Vec<rocket::Route> {
 pub const PAGE_SIZE: usize = 50;
 /// A resolution note is for people; this is plenty.
 pub const MAX_NOTE_CHARS: usize = 500;
-
-/// Kinds with a Chinese name, in the order the filter lists them.
-pub const KINDS: &[(&str, &str)] = &[
-    ("amount_mismatch", "金额不符"),
-    ("unknown_order", "未知订单"),
-    ("paid_after_close", "关单后支付"),
-    ("conflicting_payment", "重复支付"),
-    ("prepay_refused", "下单被拒"),
-    ("refund_change", "退款异常"),
-    ("unknown_refund", "未知退款"),
-    ("refund_mismatch", "退款信息不符"),
-    ("refund_conflict", "退款状态冲突"),
-];
-
-pub fn kind_label(kind: &str) -> &'static str {
-    KINDS.iter().find(|(k, _)| *k == kind).map_or("其他异常", |(_, label)| label)
-}
 
 struct Row {
     id: i64,
@@ -78,48 +61,32 @@ struct ExceptionsPage {
 }
 
 /// `open` (default), `resolved` or `all` (open first, then resolved).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Show {
-    Open,
-    Resolved,
-    All,
-}
-
-impl Show {
-    fn parse(s: Option<&str>) -> Show {
-        match s {
-            Some("resolved") => Show::Resolved,
-            Some("all") => Show::All,
-            _ => Show::Open,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Show::Open => "open",
-            Show::Resolved => "resolved",
-            Show::All => "all",
-        }
+fn parse_show(s: Option<&str>) -> ExceptionShow {
+    match s {
+        Some("resolved") => ExceptionShow::Resolved,
+        Some("all") => ExceptionShow::All,
+        _ => ExceptionShow::Open,
     }
 }
 
-/// Where a page starts: in the open or resolved part of the list, before an id.
-#[derive(Clone, Copy)]
-struct Cursor {
-    resolved_part: bool,
-    before: Option<i64>,
+fn show_str(show: ExceptionShow) -> &'static str {
+    match show {
+        ExceptionShow::Open => "open",
+        ExceptionShow::Resolved => "resolved",
+        ExceptionShow::All => "all",
+    }
 }
 
-fn href(show: Show, kind: &Option<String>, cursor: Option<Cursor>) -> String {
+fn href(show: ExceptionShow, kind: &Option<String>, cursor: Option<ExceptionCursor>) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
-    if show != Show::Open {
-        q.append_pair("status", show.as_str());
+    if show != ExceptionShow::Open {
+        q.append_pair("status", show_str(show));
     }
     if let Some(k) = kind {
         q.append_pair("kind", k);
     }
     if let Some(c) = cursor {
-        if c.resolved_part && show == Show::All {
+        if c.resolved_part && show == ExceptionShow::All {
             q.append_pair("part", "resolved");
         }
         if let Some(b) = c.before {
@@ -128,29 +95,6 @@ fn href(show: Show, kind: &Option<String>, cursor: Option<Cursor>) -> String {
     }
     let q = q.finish();
     if q.is_empty() { "/admin/exceptions".into() } else { format!("/admin/exceptions?{q}") }
-}
-
-/// Loads one page (plus one row to know whether another follows), open rows before resolved
-/// ones when showing all.
-fn load(
-    c: &mut crate::db::AnyConnection,
-    show: Show,
-    kind: Option<&str>,
-    cursor: Cursor,
-) -> Result<Vec<ExceptionRow>, DbError> {
-    let want = PAGE_SIZE as i64 + 1;
-    Ok(match show {
-        Show::Open => exceptions::page(c, Status::Open, kind, cursor.before, want)?,
-        Show::Resolved => exceptions::page(c, Status::Resolved, kind, cursor.before, want)?,
-        Show::All if cursor.resolved_part => exceptions::page(c, Status::Resolved, kind, cursor.before, want)?,
-        Show::All => {
-            let mut rows = exceptions::page(c, Status::Open, kind, cursor.before, want)?;
-            if (rows.len() as i64) < want {
-                rows.extend(exceptions::page(c, Status::Resolved, kind, None, want - rows.len() as i64)?);
-            }
-            rows
-        }
-    })
 }
 
 #[get("/admin/exceptions?<status>&<kind>&<part>&<before>")]
@@ -163,23 +107,18 @@ async fn get_exceptions(
     flash: Option<FlashMessage<'_>>,
     payments: &State<Payments>,
 ) -> Result<RawHtml<String>, AppError> {
-    let show = Show::parse(status);
+    let show = parse_show(status);
     let kind = kind
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 40 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
         .map(str::to_owned);
-    let cursor = Cursor { resolved_part: show == Show::Resolved || part == Some("resolved"), before };
-    let k = kind.clone();
-    let (mut rows, known, open_count) = payments
-        .db
-        .read(move |c| -> Result<_, AppError> {
-            Ok((load(c, show, k.as_deref(), cursor)?, exceptions::kinds(c)?, exceptions::count_open(c)?))
-        })
-        .await?;
+    let cursor = ExceptionCursor { resolved_part: show == ExceptionShow::Resolved || part == Some("resolved"), before };
+    let page = payments.exceptions_page(show, kind.clone(), cursor, PAGE_SIZE as i64).await?;
+    let (mut rows, known, open_count) = (page.rows, page.known_kinds, page.open_count);
     let older = (rows.len() > PAGE_SIZE).then(|| {
         rows.truncate(PAGE_SIZE);
         let last = rows.last().expect("a full page has a last row");
-        href(show, &kind, Some(Cursor { resolved_part: last.resolved_at.is_some(), before: Some(last.id) }))
+        href(show, &kind, Some(ExceptionCursor { resolved_part: last.resolved_at.is_some(), before: Some(last.id) }))
     });
     let first = before.map(|_| href(show, &kind, None));
     let back = href(show, &kind, Some(cursor));
@@ -187,7 +126,7 @@ async fn get_exceptions(
         .into_iter()
         .map(|x| Row {
             id: x.id,
-            label: kind_label(&x.kind),
+            label: labels::exception_kind_text(&x.kind),
             kind: x.kind,
             out_trade_no: x.out_trade_no,
             detail: detail_pairs(&x.detail),
@@ -199,9 +138,9 @@ async fn get_exceptions(
         .collect();
     let statuses = [("open", "未处理"), ("resolved", "已处理"), ("all", "全部")]
         .into_iter()
-        .map(|(v, l)| Choice { value: v.into(), label: l.into(), selected: show.as_str() == v })
+        .map(|(v, l)| Choice { value: v.into(), label: l.into(), selected: show_str(show) == v })
         .collect();
-    let mut codes: Vec<String> = KINDS.iter().map(|(k, _)| (*k).to_owned()).collect();
+    let mut codes: Vec<String> = ExceptionKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
     for k in known {
         if !codes.contains(&k) {
             codes.push(k);
@@ -209,7 +148,11 @@ async fn get_exceptions(
     }
     let kinds = codes
         .into_iter()
-        .map(|k| Choice { label: format!("{} ({k})", kind_label(&k)), selected: kind.as_deref() == Some(&k), value: k })
+        .map(|k| Choice {
+            label: format!("{} ({k})", labels::exception_kind_text(&k)),
+            selected: kind.as_deref() == Some(&k),
+            value: k,
+        })
         .collect();
     let chrome = Chrome::new(&staff, "exceptions", flash);
     render(&ExceptionsPage {
@@ -248,7 +191,6 @@ async fn post_resolve(
     form: AdminForm<ResolveForm>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = op.0;
     let form = form.0;
     let back = safe_back(&form.back, "/admin/exceptions");
     let note = form.note.trim().to_owned();
@@ -258,19 +200,7 @@ async fn post_resolve(
     if note.chars().count() > MAX_NOTE_CHARS {
         return Ok(Flash::error(Redirect::to(back), format!("处理说明最多 {MAX_NOTE_CHARS} 个字符")));
     }
-    let resolved = payments
-        .db
-        .write(move |c| -> Result<Option<bool>, DbError> {
-            let Some(x) = exceptions::find(c, id)? else { return Ok(None) };
-            if !exceptions::resolve(c, id, &staff.username, &note, crate::db::now())? {
-                return Ok(Some(false));
-            }
-            let target = format!("exception:{id}");
-            let detail = json!({ "exception_id": id, "kind": x.kind, "note": note });
-            audit::record(c, &staff.audit("exception_resolved", x.out_trade_no.as_deref(), Some(&target), detail))?;
-            Ok(Some(true))
-        })
-        .await?;
+    let resolved = payments.resolve_exception(id, &op.0.actor(), &note).await?;
     Ok(match resolved {
         None => return Err(AppError::NotFound("exception")),
         Some(true) => Flash::success(Redirect::to(back), format!("异常 #{id} 已标记为已处理")),

@@ -3,13 +3,14 @@
 
 use rocket::request::FlashMessage;
 
+use super::labels::RoleName;
 use super::session::Staff;
-use crate::db::staff::Role;
+use crate::domain::Permission;
 use crate::web::assets::VERSION;
 
 pub struct Chrome {
     pub username: String,
-    pub role: Role,
+    pub role: RoleName,
     pub csrf: String,
     /// Which navigation entry is current: dashboard, orders, notifies, exceptions, users, tokens, audit.
     pub active: &'static str,
@@ -21,7 +22,7 @@ impl Chrome {
     pub fn new(staff: &Staff, active: &'static str, flash: Option<FlashMessage<'_>>) -> Chrome {
         Chrome {
             username: staff.username.clone(),
-            role: staff.role,
+            role: RoleName(staff.role),
             csrf: staff.csrf.clone(),
             active,
             flash: flash.map(|f| (f.kind().to_owned(), f.message().to_owned())),
@@ -30,10 +31,15 @@ impl Chrome {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.role >= Role::Admin
+        self.role.0.may(Permission::Administer)
     }
 
     pub fn is_operator(&self) -> bool {
-        self.role >= Role::Operator
+        self.role.0.may(Permission::Operate)
+    }
+
+    /// Whether the viewer may refund (the refund form is shown only then).
+    pub fn can_refund(&self) -> bool {
+        self.role.0.may(Permission::Refund)
     }
 }

@@ -10,11 +10,9 @@ use rocket::{Either, State, get, post, routes};
 
 use super::layout::Chrome;
 use super::session::{self, AdminForm, CsrfField, Staff};
-use crate::db::{DbError, audit, staff as staff_db};
 use crate::error::AppError;
-use crate::payments::Payments;
-use crate::staff::login::{LoginOutcome, sign_in};
-use crate::staff::password;
+use crate::staff::Accounts;
+use crate::staff::login::{LoginOutcome, PasswordRefusal};
 use crate::web::assets::VERSION;
 use crate::web::client::{ClientIp, SameOrigin};
 use crate::web::csrf;
@@ -60,7 +58,7 @@ async fn post_login(
     _same_origin: SameOrigin,
     cookies: &CookieJar<'_>,
     ip: ClientIp,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Either<Redirect, (Status, RawHtml<String>)>, AppError> {
     let next = safe_next(form.next);
     let page = |status: Status, error: &str| -> Result<_, AppError> {
@@ -75,9 +73,9 @@ async fn post_login(
     if !csrf::verify(cookies, form.csrf) {
         return page(Status::Forbidden, "页面已过期，请重新登录");
     }
-    match sign_in(&payments.db, form.username.trim(), form.password, &ip.0.to_string()).await? {
+    match accounts.sign_in(form.username.trim(), form.password, &ip.0.to_string()).await? {
         LoginOutcome::Success(user) => {
-            session::start(cookies, &user, payments.config.public_base_url.starts_with("https://"));
+            session::start(cookies, &user, accounts.secure_cookies());
             let target = if user.must_change_password { "/admin/account/password".to_owned() } else { next.clone() };
             Ok(Either::Left(Redirect::to(target)))
         }
@@ -107,10 +105,10 @@ async fn post_logout(
     staff: Staff,
     _form: AdminForm<CsrfOnly>,
     cookies: &CookieJar<'_>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Redirect, AppError> {
     session::end(cookies);
-    record(payments, &staff, "logout", None).await?;
+    accounts.sign_out(&staff.actor()).await?;
     Ok(Redirect::to("/admin/login"))
 }
 
@@ -126,14 +124,10 @@ struct PasswordPage {
 async fn get_password(
     staff: Staff,
     flash: Option<FlashMessage<'_>>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<RawHtml<String>, AppError> {
-    let forced = must_change(payments, staff.id).await?;
+    let forced = accounts.must_change_password(staff.id).await?;
     render(&PasswordPage { chrome: Chrome::new(&staff, "", flash), error: None, forced })
-}
-
-async fn must_change(payments: &Payments, id: i64) -> Result<bool, AppError> {
-    Ok(payments.db.read(move |c| staff_db::find(c, id)).await?.is_some_and(|u| u.must_change_password))
 }
 
 #[derive(FromForm)]
@@ -156,57 +150,31 @@ async fn post_password(
     staff: Staff,
     form: AdminForm<PasswordForm>,
     cookies: &CookieJar<'_>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Either<Flash<Redirect>, (Status, RawHtml<String>)>, AppError> {
     let form = form.0;
-    let forced = must_change(payments, staff.id).await?;
+    let forced = accounts.must_change_password(staff.id).await?;
     let refuse = |message: String| -> Result<_, AppError> {
         let html = render(&PasswordPage { chrome: Chrome::new(&staff, "", None), error: Some(message), forced })?;
         Ok(Either::Right((Status::UnprocessableEntity, html)))
     };
-    let id = staff.id;
-    let user = payments.db.read(move |c| staff_db::find(c, id)).await?.ok_or(AppError::Unauthorized)?;
-    let (current, stored) = (form.current.clone(), user.password_hash.clone());
-    if !crate::db::run_blocking(move || password::verify(&current, &stored)).await {
-        return refuse("当前密码不正确".into());
-    }
-    if form.new != form.confirm {
-        return refuse("两次输入的新密码不一致".into());
-    }
-    if form.new == form.current {
-        return refuse("新密码不能与当前密码相同".into());
-    }
-    if let Err(e) = password::check_policy(&form.new, &staff.username) {
-        return refuse(e.public_message());
-    }
-    let new = form.new.clone();
-    let hash = crate::db::run_blocking(move || password::hash(&new)).await?;
-    let actor = staff.clone();
-    let user = payments
-        .db
-        .write(move |c| -> Result<_, DbError> {
-            staff_db::set_password(c, id, &hash, false)?;
-            audit::record(c, &actor.audit("password_changed", None, Some(&actor.username), serde_json::json!({})))?;
-            staff_db::find(c, id)
-        })
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let actor = staff.actor();
+    let changed = accounts.change_own_password(staff.id, &actor, &form.current, &form.new, &form.confirm);
+    let user = match changed.await {
+        Ok(Ok(user)) => user,
+        Ok(Err(why)) => return refuse(password_refusal(why).into()),
+        Err(AppError::Invalid { message, .. }) => return refuse(message),
+        Err(e) => return Err(e),
+    };
     // The version bump ended every session, this one included; start a fresh one.
-    session::start(cookies, &user, payments.config.public_base_url.starts_with("https://"));
+    session::start(cookies, &user, accounts.secure_cookies());
     Ok(Either::Left(Flash::success(Redirect::to("/admin"), "密码已修改")))
 }
 
-/// Audits a staff action that touches no order, in a transaction of its own.
-pub async fn record(
-    payments: &Payments,
-    staff: &Staff,
-    action: &'static str,
-    target: Option<String>,
-) -> Result<(), AppError> {
-    let staff = staff.clone();
-    payments
-        .db
-        .write(move |c| audit::record(c, &staff.audit(action, None, target.as_deref(), serde_json::json!({}))))
-        .await?;
-    Ok(())
+fn password_refusal(why: PasswordRefusal) -> &'static str {
+    match why {
+        PasswordRefusal::WrongCurrent => "当前密码不正确",
+        PasswordRefusal::ConfirmationDiffers => "两次输入的新密码不一致",
+        PasswordRefusal::SameAsCurrent => "新密码不能与当前密码相同",
+    }
 }

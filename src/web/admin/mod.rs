@@ -5,11 +5,14 @@
 pub mod audit;
 pub mod dashboard;
 pub mod exceptions;
+pub mod labels;
 pub mod layout;
 pub mod login;
+pub mod messages;
 pub mod notifies;
 pub mod order_actions;
 pub mod order_detail;
+pub mod order_timeline;
 pub mod orders;
 pub mod orders_csv;
 pub mod reconcile;

@@ -9,67 +9,22 @@ use rocket::request::FlashMessage;
 use rocket::response::content::RawHtml;
 use rocket::response::{Flash, Redirect};
 use rocket::{State, get, post, routes};
-use serde_json::json;
 
+use super::labels;
 use super::layout::Chrome;
 use super::session::{AdminForm, CsrfField, Operator, Staff};
 use super::view::beijing_time;
-use crate::db::notify_log;
+use crate::domain::{NotifyKind, NotifyVerdict};
 use crate::error::AppError;
 use crate::payments::Payments;
-use crate::payments::refund::Actor;
+use crate::payments::staff_actions::Reprocessed;
 use crate::web::page::render;
-use crate::wxpay::notify::SUCCESS_REPLY;
 
 pub fn routes() -> Vec<rocket::Route> {
     routes![get_notifies, post_reprocess]
 }
 
 pub const PAGE_SIZE: i64 = 50;
-
-/// Verdicts with a Chinese name; others show by their code.
-const VERDICTS: &[(&str, &str, &str)] = &[
-    ("paid", "已入账", "ok"),
-    ("duplicate", "重复通知", "muted"),
-    ("paid_after_close", "关单后支付", "bad"),
-    ("unknown_order", "未知订单", "bad"),
-    ("amount_mismatch", "金额不符", "bad"),
-    ("conflicting_payment", "重复支付", "bad"),
-    ("refused", "状态不允许", "bad"),
-    ("payment_failed", "支付失败", "wait"),
-    ("bad_xml", "XML 错误", "bad"),
-    ("bad_signature", "签名错误", "bad"),
-    ("foreign_merchant", "商户不符", "bad"),
-    ("return_fail", "通信失败", "bad"),
-    ("bad_field", "字段错误", "bad"),
-    ("decrypt_failed", "解密失败", "bad"),
-    ("too_large", "请求过大", "bad"),
-    ("error", "处理出错", "bad"),
-    ("refund_success", "退款成功", "ok"),
-    ("refund_processing", "退款处理中", "wait"),
-    ("refund_change", "退款异常", "bad"),
-    ("refund_closed", "退款关闭", "muted"),
-    ("refund_failed", "退款失败", "bad"),
-    ("unknown_refund", "未知退款", "bad"),
-    ("refund_mismatch", "退款信息不符", "bad"),
-    ("refund_conflict", "退款状态冲突", "bad"),
-];
-
-pub fn verdict_label(verdict: &str) -> &str {
-    VERDICTS.iter().find(|(v, _, _)| *v == verdict).map_or(verdict, |(_, label, _)| label)
-}
-
-pub fn verdict_class(verdict: &str) -> &'static str {
-    VERDICTS.iter().find(|(v, _, _)| *v == verdict).map_or("muted", |(_, _, class)| class)
-}
-
-pub fn kind_name(kind: &str) -> &str {
-    match kind {
-        "payment" => "支付通知",
-        "refund" => "退款通知",
-        other => other,
-    }
-}
 
 /// A filter value we could have stored: short, lower-case code characters only.
 fn code(v: Option<&str>) -> Option<String> {
@@ -138,37 +93,36 @@ async fn get_notifies(
     payments: &State<Payments>,
 ) -> Result<RawHtml<String>, AppError> {
     let (verdict, kind) = (code(verdict), code(kind));
-    let (v, k) = (verdict.clone(), kind.clone());
-    let (mut rows, known) = payments
-        .db
-        .read(move |c| -> Result<_, AppError> {
-            let rows = notify_log::page(c, v.as_deref(), k.as_deref(), before, PAGE_SIZE + 1)?;
-            Ok((rows, notify_log::verdicts(c)?))
-        })
-        .await?;
+    let (mut rows, known) = payments.notifies_page(verdict.clone(), kind.clone(), before, PAGE_SIZE + 1).await?;
     let older = (rows.len() as i64 > PAGE_SIZE).then(|| {
         rows.truncate(PAGE_SIZE as usize);
         href(&verdict, &kind, rows.last().map(|r| r.id))
     });
     let rows = rows
         .into_iter()
-        .map(|n| Row {
-            id: n.id,
-            when: beijing_time(n.received_at.and_utc()),
-            kind_name: kind_name(&n.kind).to_owned(),
-            kind: n.kind,
-            out_trade_no: n.out_trade_no.filter(|no| crate::wxpay::types::is_valid_merchant_no(no, 32)),
-            transaction_id: n.transaction_id.unwrap_or_default(),
-            verdict_label: verdict_label(&n.verdict).to_owned(),
-            verdict_class: verdict_class(&n.verdict),
-            verdict: n.verdict,
-            reason: n.reason,
-            remote: n.remote_addr.unwrap_or_default(),
-            raw: n.raw_body,
-            reply: n.reply,
+        .map(|n| {
+            let (verdict_label, verdict_class) = labels::verdict_text(&n.verdict);
+            Row {
+                id: n.id,
+                when: beijing_time(n.received_at.and_utc()),
+                kind_name: labels::notify_kind_text(&n.kind).to_owned(),
+                out_trade_no: n.out_trade_no.filter(|no| crate::wxpay::types::is_valid_merchant_no(no, 32)),
+                transaction_id: n.transaction_id.unwrap_or_default(),
+                verdict_label: verdict_label.to_owned(),
+                verdict_class,
+                kind: n.kind,
+                verdict: n.verdict,
+                reason: n.reason,
+                remote: n.remote_addr.unwrap_or_default(),
+                raw: n.raw_body,
+                reply: n.reply,
+            }
         })
         .collect();
-    let mut verdict_codes: Vec<String> = VERDICTS.iter().map(|(v, _, _)| (*v).to_owned()).collect();
+    // Every verdict a delivery can get (the transient `pending` never is stored), then any other
+    // stored one.
+    let mut verdict_codes: Vec<String> =
+        NotifyVerdict::ALL.iter().filter(|v| **v != NotifyVerdict::Pending).map(|v| v.as_str().to_owned()).collect();
     for v in known {
         if !verdict_codes.contains(&v) {
             verdict_codes.push(v);
@@ -177,14 +131,18 @@ async fn get_notifies(
     let verdicts = verdict_codes
         .into_iter()
         .map(|v| Choice {
-            label: format!("{} ({v})", verdict_label(&v)),
+            label: format!("{} ({v})", labels::verdict_text(&v).0),
             selected: verdict.as_deref() == Some(v.as_str()),
             value: v,
         })
         .collect();
-    let kinds = ["payment", "refund"]
+    let kinds = NotifyKind::ALL
         .into_iter()
-        .map(|k| Choice { value: k.into(), label: kind_name(k).into(), selected: kind.as_deref() == Some(k) })
+        .map(|k| Choice {
+            value: k.as_str().into(),
+            label: labels::notify_kind(k).into(),
+            selected: kind.as_deref() == Some(k.as_str()),
+        })
         .collect();
     let first = before.map(|_| href(&verdict, &kind, None));
     let back = href(&verdict, &kind, before);
@@ -223,25 +181,14 @@ async fn post_reprocess(
     form: AdminForm<BackForm>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = op.0;
     let back = safe_back(&form.0.back, "/admin/notifies");
-    let row = payments.db.read(move |c| notify_log::find(c, id)).await?.ok_or(AppError::NotFound("notify"))?;
-    // Marks the new log row as a re-run by staff, not a delivery from WeChat's address.
-    let remote = Some(format!("admin:{} (re-process #{id})", staff.username));
-    let reply = match row.kind.as_str() {
-        "payment" => payments.handle_payment_notify(row.raw_body.as_bytes(), remote).await,
-        "refund" => payments.handle_refund_notify(row.raw_body.as_bytes(), remote).await,
-        other => return Ok(Flash::error(Redirect::to(back), format!("无法重新处理 {other} 类型的通知"))),
-    };
-    let accepted = reply == SUCCESS_REPLY;
-    let actor = Actor { username: staff.username.clone(), remote_addr: staff.remote_addr.clone() };
-    let order = row.out_trade_no.clone();
-    let target = format!("notify:{id}");
-    let detail = json!({ "notify_id": id, "kind": row.kind, "reply": if accepted { "SUCCESS" } else { "FAIL" } });
-    payments.db.write(move |c| actor.record(c, "notify_reprocess", order.as_deref(), Some(&target), detail)).await?;
-    Ok(if accepted {
-        Flash::success(Redirect::to(back), format!("通知 #{id} 已重新处理，结果已记入通知日志（应答 SUCCESS）"))
-    } else {
-        Flash::error(Redirect::to(back), format!("通知 #{id} 重新处理后仍未通过（应答 FAIL），详见通知日志"))
+    Ok(match payments.reprocess_notify(id, &op.0.actor()).await? {
+        Reprocessed::UnknownKind(other) => Flash::error(Redirect::to(back), format!("无法重新处理 {other} 类型的通知")),
+        Reprocessed::Done { accepted: true } => {
+            Flash::success(Redirect::to(back), format!("通知 #{id} 已重新处理，结果已记入通知日志（应答 SUCCESS）"))
+        }
+        Reprocessed::Done { accepted: false } => {
+            Flash::error(Redirect::to(back), format!("通知 #{id} 重新处理后仍未通过（应答 FAIL），详见通知日志"))
+        }
     })
 }

@@ -5,25 +5,19 @@
 use rocket::form::FromForm;
 use rocket::response::{Flash, Redirect};
 use rocket::{State, post, routes};
-use serde_json::json;
 
 use super::login::CsrfOnly;
+use super::messages::{self, FlashKind};
 use super::order_detail::checked_no;
-use super::session::{Admin, AdminForm, CsrfField, Operator, Staff};
-use super::view::{state_label, yuan};
-use crate::db::events;
+use super::session::{Admin, AdminForm, CsrfField, Operator};
 use crate::domain::Fen;
 use crate::error::AppError;
 use crate::payments::Payments;
-use crate::payments::refund::{Actor, RefundRequest, RefundRequested, describe_app, state_label as refund_state_label};
+use crate::payments::refund::RefundRequest;
 use crate::wxpay::types::is_valid_merchant_no;
 
 pub fn routes() -> Vec<rocket::Route> {
     routes![post_requery, post_close, post_refund, post_refund_retry]
-}
-
-fn actor(staff: &Staff) -> Actor {
-    Actor { username: staff.username.clone(), remote_addr: staff.remote_addr.clone() }
 }
 
 fn to_order(no: &str) -> Redirect {
@@ -37,37 +31,9 @@ async fn post_requery(
     _form: AdminForm<CsrfOnly>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = op.0;
     let no = checked_no(no)?.to_owned();
-    let before = payments.load(&no).await?;
-    let (ok, mut message) = match payments.refresh_from_wechat(&no, true).await {
-        Ok(after) => {
-            let key = no.clone();
-            let last = payments.db.read(move |c| events::latest_of_kind(c, &key, "queried")).await?;
-            let said = last
-                .and_then(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
-                .and_then(|d| d["trade_state"].as_str().or(d["result"].as_str()).map(str::to_owned))
-                .unwrap_or_else(|| "（无结果）".into());
-            let change = if after.state != before.state {
-                format!("订单已标记为{}", state_label(after.state))
-            } else {
-                format!("订单状态未变（{}）", state_label(after.state))
-            };
-            (true, format!("微信支付返回 {said}，{change}"))
-        }
-        Err(e) => (false, format!("查询订单失败：{}", describe_app(&e))),
-    };
-    let refund_lines = match payments.sync_refunds(&no).await {
-        Ok(lines) => lines,
-        Err(e) => vec![format!("查询退款失败：{}", describe_app(&e))],
-    };
-    for line in &refund_lines {
-        message.push('；');
-        message.push_str(line);
-    }
-    let a = actor(&staff);
-    let (key, detail) = (no.clone(), json!({ "ok": ok, "result": message }));
-    payments.db.write(move |c| a.record(c, "requery", Some(&key), None, detail)).await?;
+    let requeried = payments.requery(&no, &op.0.actor()).await?;
+    let (ok, message) = messages::requeried(&requeried);
     Ok(if ok { Flash::success(to_order(&no), message) } else { Flash::error(to_order(&no), message) })
 }
 
@@ -78,10 +44,9 @@ async fn post_close(
     _form: AdminForm<CsrfOnly>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = op.0;
     let no = checked_no(no)?.to_owned();
-    let outcome = payments.close_order(&no, Some(actor(&staff))).await?;
-    let message = outcome.message();
+    let outcome = payments.close_order(&no, Some(op.0.actor())).await?;
+    let message = messages::close(&outcome);
     Ok(if outcome.is_success() { Flash::success(to_order(&no), message) } else { Flash::error(to_order(&no), message) })
 }
 
@@ -133,7 +98,7 @@ async fn post_refund(
     };
     let req =
         RefundRequest { out_trade_no: no.clone(), out_refund_no: form.out_refund_no, amount, reason: form.reason };
-    match payments.request_refund(req, actor(&staff)).await {
+    match payments.request_refund(req, staff.actor()).await {
         Ok(done) => Ok(refund_flash(&no, &done)),
         Err(AppError::Invalid { message, .. } | AppError::Conflict(message)) => refuse(message),
         Err(e) => Err(e),
@@ -153,7 +118,7 @@ async fn post_refund_retry(
     if !is_valid_merchant_no(out_refund_no, 64) {
         return Err(AppError::NotFound("refund"));
     }
-    match payments.retry_refund(&no, out_refund_no, actor(&staff)).await {
+    match payments.retry_refund(&no, out_refund_no, staff.actor()).await {
         Ok(done) => Ok(refund_flash(&no, &done)),
         Err(AppError::Invalid { message, .. } | AppError::Conflict(message)) => {
             Ok(Flash::error(to_order(&no), message))
@@ -162,34 +127,12 @@ async fn post_refund_retry(
     }
 }
 
-fn refund_flash(no: &str, done: &RefundRequested) -> Flash<Redirect> {
-    let to = to_order(no);
-    match done {
-        RefundRequested::Accepted(r) => Flash::success(
-            to,
-            format!(
-                "退款 {}（{}）已提交，微信支付已受理，当前状态：{}",
-                r.out_refund_no,
-                yuan(r.amount),
-                refund_state_label(r.state)
-            ),
-        ),
-        RefundRequested::Pending { refund, error } => Flash::warning(
-            to,
-            format!(
-                "退款 {}（{}）未得到微信支付确认：{error}。金额已保留，可点击“重试”用同一退款单号重新提交",
-                refund.out_refund_no,
-                yuan(refund.amount)
-            ),
-        ),
-        RefundRequested::Refused { refund, error } => {
-            Flash::error(to, format!("微信支付拒绝退款 {}：{error}。已释放该笔金额", refund.out_refund_no))
-        }
-        RefundRequested::AlreadyRequested(r) => Flash::warning(
-            to,
-            format!("退款 {} 已提交过（当前状态：{}），未重复退款", r.out_refund_no, refund_state_label(r.state)),
-        ),
-        RefundRequested::InFlight(r) => Flash::warning(to, format!("退款 {} 正在提交中，未重复提交", r.out_refund_no)),
+fn refund_flash(no: &str, done: &crate::payments::refund::RefundRequested) -> Flash<Redirect> {
+    let (kind, message) = messages::refund_requested(done);
+    match kind {
+        FlashKind::Success => Flash::success(to_order(no), message),
+        FlashKind::Warning => Flash::warning(to_order(no), message),
+        FlashKind::Error => Flash::error(to_order(no), message),
     }
 }
 

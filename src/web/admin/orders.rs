@@ -12,10 +12,11 @@ use rocket::request::FlashMessage;
 use rocket::response::content::RawHtml;
 use rocket::{State, get, routes};
 
+use super::labels;
 use super::layout::Chrome;
 use super::session::Staff;
-use super::view::{beijing_time, opt_time, state_class, state_label, yuan};
-use crate::db::order_list::{self, Key, ListFilter, ListedOrder, Seek};
+use super::view::{beijing_time, opt_time, yuan};
+use crate::domain::listing::{Key, ListFilter, ListedOrder, Seek};
 use crate::domain::{Fen, OrderState};
 use crate::error::AppError;
 use crate::payments::Payments;
@@ -200,8 +201,8 @@ impl From<&ListedOrder> for RowView {
             merchant_order_id: o.merchant_order_id.clone(),
             description: o.description.clone(),
             amount: yuan(o.amount),
-            state_label: state_label(o.state),
-            state_class: state_class(o.state),
+            state_label: labels::order_state(o.state),
+            state_class: labels::order_state_class(o.state),
             paid_at: opt_time(o.paid_at),
             transaction_id: o.transaction_id.clone().unwrap_or_default(),
             refunded: o.refunded.is_positive().then(|| yuan(o.refunded)),
@@ -246,7 +247,7 @@ async fn get_orders(
     let mut states = vec![StateOption { value: "", label: "全部状态", selected: selected.is_empty() }];
     states.extend(OrderState::ALL.iter().map(|s| StateOption {
         value: s.as_str(),
-        label: state_label(*s),
+        label: labels::order_state(*s),
         selected: selected == s.as_str(),
     }));
     let mut page = OrdersPage {
@@ -273,7 +274,7 @@ async fn get_orders(
         }
     };
     let first_page = seek == Seek::First;
-    let list = payments.db.read(move |c| order_list::page(c, &filter, &seek, PAGE_SIZE)).await?;
+    let list = payments.list_orders(filter, seek, PAGE_SIZE).await?;
     let link = |name: &str, row: Option<&ListedOrder>| {
         row.map(|r| with_query("/admin/orders", &params.filter_query(Some((name, &encode_cursor(&r.key()))))))
     };

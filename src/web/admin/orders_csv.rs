@@ -12,11 +12,11 @@ use rocket::response::stream::ByteStream;
 use rocket::response::{self, Responder};
 use rocket::{Request, Response, State, get, routes};
 
+use super::labels;
 use super::orders::{ListParams, parse_filter};
 use super::session::Staff;
-use super::view::{beijing_time, opt_time, state_label};
-use crate::db::order_list::{self, Key, ListFilter, ListedOrder};
-use crate::db::{Db, DbError, audit};
+use super::view::{beijing_time, opt_time};
+use crate::domain::listing::{Key, ListFilter, ListedOrder};
 use crate::error::AppError;
 use crate::payments::Payments;
 use crate::wxpay::time::beijing_date;
@@ -92,7 +92,7 @@ fn push_order(out: &mut String, o: &ListedOrder) {
             &o.merchant_order_id,
             &o.description,
             &amount,
-            state_label(o.state),
+            labels::order_state(o.state),
             o.state.as_str(),
             &paid_at,
             o.transaction_id.as_deref().unwrap_or(""),
@@ -119,7 +119,7 @@ fn preamble() -> Vec<u8> {
 
 /// Where the export stands between two chunks.
 struct Cursor {
-    db: Db,
+    payments: Payments,
     filter: ListFilter,
     /// The first batch, read before the response began so a failing database is a proper error.
     pending: Option<Vec<ListedOrder>>,
@@ -135,7 +135,7 @@ async fn next_chunk(mut cur: Cursor) -> Option<(Vec<u8>, Cursor)> {
         Some(rows) => rows,
         None => {
             let (filter, after) = (cur.filter.clone(), cur.after.clone());
-            match cur.db.read::<_, DbError, _>(move |c| order_list::batch(c, &filter, after.as_ref(), BATCH)).await {
+            match cur.payments.orders_batch(filter, after, BATCH).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(error = %e, "order export failed part way");
@@ -180,12 +180,10 @@ async fn get_orders_csv(
     let filter = parse_filter(&params).map_err(|errors| AppError::invalid("筛选条件", errors.join("；")))?;
     let detail: serde_json::Map<String, serde_json::Value> =
         params.filter_pairs().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
-    let actor = staff.clone();
-    payments.db.write(move |c| audit::record(c, &actor.audit("orders_exported", None, None, detail.into()))).await?;
-    let db = payments.db.clone();
-    let first_filter = filter.clone();
-    let first = db.read(move |c| order_list::batch(c, &first_filter, None, BATCH)).await?;
-    let cursor = Cursor { db, filter, pending: Some(first), after: None, done: false };
+    payments.record_export(&staff.actor(), detail.into()).await?;
+    let first = payments.orders_batch(filter.clone(), None, BATCH).await?;
+    let payments = payments.inner().clone();
+    let cursor = Cursor { payments, filter, pending: Some(first), after: None, done: false };
     let body = stream::once(async { preamble() }).chain(stream::unfold(cursor, next_chunk));
     let filename = format!("orders-{}.csv", beijing_date(Utc::now()).format("%Y-%m-%d"));
     Ok(CsvDownload { filename, body })

@@ -18,14 +18,12 @@ use rocket::{State, get, post, routes};
 use super::layout::Chrome;
 use super::session::{AdminForm, CsrfField, Operator, Staff};
 use super::view::{beijing_time, yuan};
-use crate::db::reconciliation::{self, FindingRow, RunRow, RunState};
 use crate::domain::Fen;
+use crate::domain::reconciliation::{FindingRecord, ReconciliationRun, RunState};
 use crate::error::AppError;
-use crate::jobs::JobContext;
-use crate::jobs::reconcile::findings::FindingKind;
-use crate::jobs::reconcile::{RunOptions, RunOutcome, reconcile_date};
 use crate::payments::Payments;
-use crate::payments::refund::Actor;
+use crate::payments::reconcile::findings::FindingKind;
+use crate::payments::reconcile::{RunOptions, RunOutcome};
 use crate::web::page::render;
 use crate::wxpay::time::beijing;
 
@@ -130,7 +128,7 @@ struct RunView {
 }
 
 impl RunView {
-    fn of(r: RunRow) -> RunView {
+    fn of(r: ReconciliationRun) -> RunView {
         let f = r.figures;
         RunView {
             date: r.bill_date,
@@ -175,10 +173,8 @@ async fn get_runs(
     payments: &State<Payments>,
 ) -> Result<RawHtml<String>, AppError> {
     // Only a real date is a cursor; anything else shows the first page.
-    let before = before.and_then(parse_date).map(crate::jobs::reconcile::date_key);
-    let cursor = before.clone();
-    let mut runs =
-        payments.db.read(move |c| reconciliation::list_runs(c, cursor.as_deref(), RUNS_PER_PAGE + 1)).await?;
+    let before = before.and_then(parse_date).map(crate::payments::reconcile::date_key);
+    let mut runs = payments.reconciliation_runs(before.clone(), RUNS_PER_PAGE + 1).await?;
     let older = (runs.len() as i64 > RUNS_PER_PAGE).then(|| {
         runs.truncate(RUNS_PER_PAGE as usize);
         format!("/admin/reconciliation?before={}", runs.last().map_or("", |r| r.bill_date.as_str()))
@@ -190,7 +186,7 @@ async fn get_runs(
         runs: runs.into_iter().map(RunView::of).collect(),
         older,
         first: before.is_none(),
-        default_date: crate::jobs::reconcile::date_key(yesterday()),
+        default_date: crate::payments::reconcile::date_key(yesterday()),
     })
 }
 
@@ -207,7 +203,7 @@ struct FindingView {
 }
 
 impl FindingView {
-    fn of(f: FindingRow) -> FindingView {
+    fn of(f: FindingRecord) -> FindingView {
         let kind = FindingKind::parse(&f.kind);
         FindingView {
             id: f.id,
@@ -259,14 +255,8 @@ async fn get_run(
             can_run,
         });
     };
-    let key = crate::jobs::reconcile::date_key(day);
-    let k = key.clone();
-    let (run, mut findings) = payments
-        .db
-        .read(move |c| -> Result<_, AppError> {
-            Ok((reconciliation::find_run(c, &k)?, reconciliation::findings_of(c, &k, after, FINDINGS_PER_PAGE + 1)?))
-        })
-        .await?;
+    let key = crate::payments::reconcile::date_key(day);
+    let (run, mut findings) = payments.reconciliation_of(day, after, FINDINGS_PER_PAGE + 1).await?;
     let more = (findings.len() as i64 > FINDINGS_PER_PAGE).then(|| {
         findings.truncate(FINDINGS_PER_PAGE as usize);
         format!("/admin/reconciliation/{key}?after={}", findings.last().map_or(0, |f| f.id))
@@ -343,14 +333,11 @@ async fn post_run(
     if date > today || date < today - chrono::Duration::days(366) {
         return Ok(Flash::error(list, format!("只能对账过去一年内、今天及以前的日期（{date}）")));
     }
-    let ctx = JobContext::new(payments.inner().clone());
-    let opts = RunOptions {
-        requested_by: Some(Actor { username: staff.username.clone(), remote_addr: staff.remote_addr.clone() }),
-        ..RunOptions::now()
-    };
+    let opts = RunOptions { requested_by: Some(staff.actor()), ..RunOptions::now() };
     // Its own task: the run is not cut short if the browser goes away or the wait below ends.
-    let run = tokio::spawn(async move { reconcile_date(&ctx, date, opts).await });
-    let to_run = Redirect::to(format!("/admin/reconciliation/{}", crate::jobs::reconcile::date_key(date)));
+    let payments = payments.inner().clone();
+    let run = tokio::spawn(async move { payments.reconcile_date(date, opts).await });
+    let to_run = Redirect::to(format!("/admin/reconciliation/{}", crate::payments::reconcile::date_key(date)));
     Ok(match tokio::time::timeout(WAIT_FOR_RUN, run).await {
         Ok(Ok(Ok(outcome))) => match describe(&outcome) {
             (true, message) => Flash::success(to_run, message),

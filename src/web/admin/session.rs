@@ -11,9 +11,9 @@ use rocket::{Request, async_trait};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::db::audit;
-use crate::db::staff::{self, Role};
+use crate::domain::{Actor, Role, StaffUser};
 use crate::payments::Payments;
+use crate::staff::Accounts;
 use crate::wxpay::nonce::random_alphanumeric;
 
 pub const COOKIE: &str = "wc_staff";
@@ -51,21 +51,14 @@ impl Staff {
         self.role >= role
     }
 
-    /// An audit entry for an action of this staff member, to insert in the action's own
-    /// transaction.
-    pub fn audit<'a>(
-        &'a self,
-        action: &'a str,
-        out_trade_no: Option<&'a str>,
-        target: Option<&'a str>,
-        detail: serde_json::Value,
-    ) -> audit::NewAudit<'a> {
-        audit::NewAudit::by(&self.username, self.remote_addr.as_deref(), action, out_trade_no, target, detail)
+    /// This staff member as the author of an action, for the use case to audit.
+    pub fn actor(&self) -> Actor {
+        Actor { username: self.username.clone(), remote_addr: self.remote_addr.clone() }
     }
 }
 
 /// Starts a session for a user who just signed in (or changed password).
-pub fn start(cookies: &CookieJar<'_>, user: &staff::StaffUser, secure: bool) {
+pub fn start(cookies: &CookieJar<'_>, user: &StaffUser, secure: bool) {
     let now = Utc::now().timestamp();
     let session =
         SessionCookie { uid: user.id, ver: user.session_version, iat: now, seen: now, csrf: random_alphanumeric(32) };
@@ -104,9 +97,8 @@ async fn load(req: &Request<'_>) -> Result<Staff, NoSession> {
         end(cookies);
         return Err(NoSession::SignIn);
     }
-    let payments = req.rocket().state::<Payments>().ok_or(NoSession::SignIn)?;
-    let uid = session.uid;
-    let user = payments.db.read(move |c| staff::find(c, uid)).await.map_err(|e| {
+    let accounts = req.rocket().state::<Accounts>().ok_or(NoSession::SignIn)?;
+    let user = accounts.session_user(session.uid).await.map_err(|e| {
         tracing::error!(error = %e, "session check failed");
         NoSession::SignIn
     })?;
@@ -114,7 +106,7 @@ async fn load(req: &Request<'_>) -> Result<Staff, NoSession> {
         end(cookies);
         return Err(NoSession::SignIn);
     };
-    let secure = payments.config.public_base_url.starts_with("https://");
+    let secure = accounts.secure_cookies();
     if now - session.seen >= REFRESH_SECONDS {
         set(cookies, &SessionCookie { seen: now, ..session.clone() }, secure);
     }

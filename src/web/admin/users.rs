@@ -12,17 +12,15 @@ use rocket::response::content::RawHtml;
 use rocket::response::{Flash, Redirect};
 use rocket::{State, get, post, routes};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use super::labels::{self, RoleName};
 use super::layout::Chrome;
 use super::login::CsrfOnly;
 use super::session::{Admin, AdminForm, CsrfField, Staff};
 use super::view::{beijing_time, opt_time};
-use crate::db::{audit, staff as staff_db};
 use crate::error::AppError;
-use crate::payments::Payments;
-use crate::staff::manage::{self, AccountChange, ManageError};
-use crate::staff::{Role, StaffUser, password};
+use crate::staff::manage::{AccountChange, ManageError, Refusal};
+use crate::staff::{Accounts, Role, StaffUser};
 use crate::web::page::render;
 
 pub fn routes() -> Vec<rocket::Route> {
@@ -77,10 +75,6 @@ pub(super) fn take_revealed(cookies: &CookieJar<'_>, page: &'static str, staff: 
         .then_some(Secret { label: revealed.label, value: revealed.secret })
 }
 
-pub(super) fn secure_cookies(payments: &Payments) -> bool {
-    payments.config.public_base_url.starts_with("https://")
-}
-
 struct UserView {
     id: i64,
     username: String,
@@ -112,7 +106,7 @@ impl UserView {
             id: u.id,
             username: u.username,
             role: u.role.as_str(),
-            role_label: u.role.label(),
+            role_label: labels::role(u.role),
             state,
             state_class,
             must_change: u.must_change_password,
@@ -131,7 +125,7 @@ impl UserView {
 struct UsersPage {
     chrome: Chrome,
     users: Vec<UserView>,
-    roles: [Role; 3],
+    roles: [RoleName; 3],
     secret: Option<Secret>,
 }
 
@@ -140,13 +134,13 @@ async fn get_users(
     admin: Admin,
     flash: Option<FlashMessage<'_>>,
     cookies: &CookieJar<'_>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<RawHtml<String>, AppError> {
     let staff = admin.0;
     let me = staff.id;
-    let users = payments.db.read(staff_db::list).await?.into_iter().map(|u| UserView::new(u, me)).collect();
+    let users = accounts.list_users().await?.into_iter().map(|u| UserView::new(u, me)).collect();
     let secret = take_revealed(cookies, PAGE, &staff);
-    render(&UsersPage { chrome: Chrome::new(&staff, "users", flash), users, roles: Role::ALL, secret })
+    render(&UsersPage { chrome: Chrome::new(&staff, "users", flash), users, roles: Role::ALL.map(RoleName), secret })
 }
 
 #[derive(FromForm)]
@@ -171,36 +165,20 @@ async fn post_create(
     admin: Admin,
     form: AdminForm<CreateForm>,
     cookies: &CookieJar<'_>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Flash<Redirect>, AppError> {
     let staff = admin.0;
     let username = form.0.username.trim().to_owned();
     let Some(role) = Role::parse(form.0.role.trim()) else {
         return Ok(back_error("请选择有效的角色"));
     };
-    if crate::staff::accounts::check_username(&username).is_err() {
-        return Ok(back_error("用户名为 3–32 个字母、数字或 . _ -"));
-    }
-    let one_time = manage::one_time_password();
-    let plain = one_time.clone();
-    // Argon2 is deliberately slow: hash before taking the write transaction.
-    let hash = crate::db::run_blocking(move || password::hash(&plain)).await?;
-    let (actor, name) = (staff.clone(), username.clone());
-    let created = payments
-        .db
-        .write(move |c| -> Result<(), ManageError> {
-            manage::create(c, &name, &hash, role)?;
-            audit::record(c, &actor.audit("user_created", None, Some(&name), json!({ "role": role.as_str() })))?;
-            Ok(())
-        })
-        .await;
-    match created {
-        Ok(()) => {
+    match accounts.create_user(&staff.actor(), &username, role).await {
+        Ok(one_time) => {
             let label = format!("{username} 的一次性密码");
-            reveal_once(cookies, PAGE, &staff, Secret { label, value: one_time }, secure_cookies(payments));
+            reveal_once(cookies, PAGE, &staff, Secret { label, value: one_time }, accounts.secure_cookies());
             Ok(back_success(format!(
                 "已创建用户 {username}（{}）。一次性密码只显示这一次，用户首次登录后必须修改。",
-                role.label()
+                labels::role(role)
             )))
         }
         Err(e) => refusal(e),
@@ -226,16 +204,16 @@ async fn post_role(
     admin: Admin,
     id: i64,
     form: AdminForm<RoleForm>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Flash<Redirect>, AppError> {
     let Some(role) = Role::parse(form.0.role.trim()) else {
         return Ok(back_error("请选择有效的角色"));
     };
-    let before = match change(payments, &admin.0, id, AccountChange::SetRole(role)).await {
+    let before = match change(accounts, &admin.0, id, AccountChange::SetRole(role)).await {
         Ok(before) => before,
         Err(e) => return refusal(e),
     };
-    Ok(back_success(format!("已将 {} 的角色改为{}，其登录会话已结束。", before.username, role.label())))
+    Ok(back_success(format!("已将 {} 的角色改为{}，其登录会话已结束。", before.username, labels::role(role))))
 }
 
 #[post("/admin/users/<id>/disable", data = "<_form>")]
@@ -243,9 +221,9 @@ async fn post_disable(
     admin: Admin,
     id: i64,
     _form: AdminForm<CsrfOnly>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Flash<Redirect>, AppError> {
-    match change(payments, &admin.0, id, AccountChange::Disable).await {
+    match change(accounts, &admin.0, id, AccountChange::Disable).await {
         Ok(u) => Ok(back_success(format!("已停用 {}，其登录会话已结束。", u.username))),
         Err(e) => refusal(e),
     }
@@ -256,9 +234,9 @@ async fn post_enable(
     admin: Admin,
     id: i64,
     _form: AdminForm<CsrfOnly>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Flash<Redirect>, AppError> {
-    match change(payments, &admin.0, id, AccountChange::Enable).await {
+    match change(accounts, &admin.0, id, AccountChange::Enable).await {
         Ok(u) => Ok(back_success(format!("已启用 {}。", u.username))),
         Err(e) => refusal(e),
     }
@@ -269,9 +247,9 @@ async fn post_unlock(
     admin: Admin,
     id: i64,
     _form: AdminForm<CsrfOnly>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Flash<Redirect>, AppError> {
-    match change(payments, &admin.0, id, AccountChange::Unlock).await {
+    match change(accounts, &admin.0, id, AccountChange::Unlock).await {
         Ok(u) => Ok(back_success(format!("已解除 {} 的锁定。", u.username))),
         Err(e) => refusal(e),
     }
@@ -283,15 +261,12 @@ async fn post_reset_password(
     id: i64,
     _form: AdminForm<CsrfOnly>,
     cookies: &CookieJar<'_>,
-    payments: &State<Payments>,
+    accounts: &State<Accounts>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let one_time = manage::one_time_password();
-    let plain = one_time.clone();
-    let hash = crate::db::run_blocking(move || password::hash(&plain)).await?;
-    match change(payments, &admin.0, id, AccountChange::ResetPassword { hash }).await {
-        Ok(u) => {
+    match accounts.reset_password(admin.0.id, &admin.0.actor(), id).await {
+        Ok((u, one_time)) => {
             let label = format!("{} 的一次性密码", u.username);
-            reveal_once(cookies, PAGE, &admin.0, Secret { label, value: one_time }, secure_cookies(payments));
+            reveal_once(cookies, PAGE, &admin.0, Secret { label, value: one_time }, accounts.secure_cookies());
             Ok(back_success(format!(
                 "已重置 {} 的密码，其登录会话已结束。一次性密码只显示这一次，用户登录后必须修改。",
                 u.username
@@ -301,29 +276,33 @@ async fn post_reset_password(
     }
 }
 
-/// Applies a change and its audit entry in one write transaction; returns the account as it was.
-async fn change(payments: &Payments, staff: &Staff, id: i64, change: AccountChange) -> Result<StaffUser, ManageError> {
-    let actor = staff.clone();
-    payments
-        .db
-        .write(move |c| -> Result<StaffUser, ManageError> {
-            let before = manage::apply(c, actor.id, id, &change)?;
-            // Only the role names: never a password or its hash.
-            let detail = match &change {
-                AccountChange::SetRole(role) => json!({ "from": before.role.as_str(), "to": role.as_str() }),
-                _ => json!({}),
-            };
-            audit::record(c, &actor.audit(change.action(), None, Some(&before.username), detail))?;
-            Ok(before)
-        })
-        .await
+/// Applies a change (audited by the use case); returns the account as it was.
+async fn change(accounts: &Accounts, staff: &Staff, id: i64, change: AccountChange) -> Result<StaffUser, ManageError> {
+    accounts.change_user(staff.id, &staff.actor(), id, change).await
 }
 
 /// A refused change goes back to the page with the reason; a database failure is a 5xx.
 fn refusal(e: ManageError) -> Result<Flash<Redirect>, AppError> {
     match e {
         ManageError::Db(e) => Err(e.into()),
-        other => Ok(back_error(other.to_string())),
+        ManageError::Internal(e) => Err(AppError::Internal(e)),
+        ManageError::NotFound => Ok(back_error("用户不存在")),
+        ManageError::Refused(why) => Ok(back_error(refusal_text(&why))),
+    }
+}
+
+fn refusal_text(why: &Refusal) -> String {
+    match why {
+        Refusal::UsernameInvalid => "用户名为 3–32 个字母、数字或 . _ -".into(),
+        Refusal::UsernameTaken(name) => format!("用户名 {name} 已存在"),
+        Refusal::AlreadyHasRole { username, role } => format!("{username} 已经是{}", labels::role(*role)),
+        Refusal::OwnRole => "不能修改自己的角色".into(),
+        Refusal::AlreadyDisabled(name) => format!("{name} 已停用"),
+        Refusal::OwnAccountDisabled => "不能停用自己的账户".into(),
+        Refusal::NotDisabled(name) => format!("{name} 未停用"),
+        Refusal::NotLocked(name) => format!("{name} 未被锁定"),
+        Refusal::OwnPasswordReset => "请在「修改密码」页面修改自己的密码".into(),
+        Refusal::LastAdmin => "至少需要保留一个有效的管理员账户".into(),
     }
 }
 

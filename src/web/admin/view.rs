@@ -1,8 +1,8 @@
-//! Formatting for admin pages: money in yuan, Beijing time, state names and badge classes.
+//! Formatting for admin pages: money in yuan and Beijing time (names of states live in `labels`).
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Fen, OrderState};
+use crate::domain::Fen;
 use crate::wxpay::time::beijing;
 
 /// `¥1,234.50` style, exact from fen.
@@ -27,26 +27,6 @@ pub fn beijing_time(t: DateTime<Utc>) -> String {
 
 pub fn opt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(beijing_time).unwrap_or_default()
-}
-
-pub fn state_label(state: OrderState) -> &'static str {
-    match state {
-        OrderState::Created => "待支付",
-        OrderState::Paying => "支付中",
-        OrderState::Paid => "已支付",
-        OrderState::Closed => "已关闭",
-        OrderState::PayError => "支付失败",
-    }
-}
-
-/// CSS class of the state badge.
-pub fn state_class(state: OrderState) -> &'static str {
-    match state {
-        OrderState::Paid => "ok",
-        OrderState::Created | OrderState::Paying => "wait",
-        OrderState::Closed => "muted",
-        OrderState::PayError => "bad",
-    }
 }
 
 #[cfg(test)]

@@ -11,16 +11,14 @@ use rocket::request::FlashMessage;
 use rocket::response::content::RawHtml;
 use rocket::response::{Flash, Redirect};
 use rocket::{State, get, post, routes};
-use serde_json::json;
 
+use super::labels;
 use super::layout::Chrome;
 use super::notifies::safe_back;
 use super::session::{AdminForm, CsrfField, Operator, Staff};
 use super::view::{beijing_time, opt_time};
-use crate::db::webhooks::{self, Resend, WebhookEvent, WebhookState};
-use crate::db::{DbError, audit};
+use crate::domain::webhook::{Resend, WebhookAttempt, WebhookEvent, WebhookState};
 use crate::error::AppError;
-use crate::jobs::webhooks::body;
 use crate::payments::Payments;
 use crate::web::page::render;
 
@@ -29,30 +27,6 @@ pub fn routes() -> Vec<rocket::Route> {
 }
 
 pub const PAGE_SIZE: usize = 50;
-
-pub fn state_label(state: WebhookState) -> &'static str {
-    match state {
-        WebhookState::Pending => "待投递",
-        WebhookState::Delivered => "已送达",
-        WebhookState::Failed => "投递失败",
-    }
-}
-
-pub fn state_class(state: WebhookState) -> &'static str {
-    match state {
-        WebhookState::Pending => "wait",
-        WebhookState::Delivered => "ok",
-        WebhookState::Failed => "bad",
-    }
-}
-
-fn type_label(event_type: &str) -> &'static str {
-    match event_type {
-        "order.paid" => "订单已支付",
-        "order.refunded" => "退款成功",
-        _ => "其他事件",
-    }
-}
 
 struct AttemptView {
     at: String,
@@ -118,36 +92,37 @@ fn href(state: Option<WebhookState>, order: Option<&str>, before: Option<i64>) -
     if q.is_empty() { "/admin/webhooks".into() } else { format!("/admin/webhooks?{q}") }
 }
 
-fn row(e: WebhookEvent, attempts: Vec<webhooks::AttemptRow>, now: chrono::DateTime<chrono::Utc>) -> Row {
+fn row(e: WebhookEvent, attempts: Vec<WebhookAttempt>, now: chrono::DateTime<chrono::Utc>) -> Row {
     let history = attempts
         .into_iter()
         .map(|a| AttemptView {
             at: beijing_time(a.attempted_at.and_utc()),
-            ok: a.status_code.is_some_and(|s| (200..300).contains(&s)),
+            ok: a.succeeded(),
             status: a.status_code.map_or_else(|| "—".to_owned(), |s| s.to_string()),
             error: a.error.unwrap_or_default(),
             duration_ms: a.duration_ms,
             snippet: a.response_snippet.unwrap_or_default(),
         })
         .collect();
-    let body = serde_json::from_str::<serde_json::Value>(&body(&e))
+    let body = serde_json::from_str::<serde_json::Value>(&e.body())
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| body(&e));
+        .unwrap_or_else(|| e.body());
+    let in_flight = e.in_flight(now);
     Row {
+        in_flight,
         id: e.id,
-        type_label: type_label(&e.event_type),
+        type_label: labels::webhook_type_text(&e.event_type),
         event_type: e.event_type,
         out_trade_no: e.out_trade_no,
         url: e.url,
         state: e.state.as_str(),
-        state_label: state_label(e.state),
-        state_class: state_class(e.state),
+        state_label: labels::webhook_state(e.state),
+        state_class: labels::webhook_state_class(e.state),
         attempts: e.attempts,
         next: if e.state == WebhookState::Pending { opt_time(e.next_attempt_at) } else { String::new() },
         delivered: opt_time(e.delivered_at),
         created_at: beijing_time(e.created_at),
-        in_flight: e.lease_until.is_some_and(|t| t > now),
         body,
         history,
     }
@@ -167,25 +142,13 @@ async fn get_webhooks(
         .map(str::trim)
         .filter(|o| !o.is_empty() && o.len() <= 64 && o.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned);
-    let o = order.clone();
-    let (mut events, attempts, counts) = payments
-        .db
-        .read(move |c| -> Result<_, DbError> {
-            let events = webhooks::page(c, state, o.as_deref(), before, PAGE_SIZE as i64 + 1)?;
-            let ids: Vec<i64> = events.iter().take(PAGE_SIZE).map(|e| e.id).collect();
-            let attempts = webhooks::attempts_for(c, &ids)?;
-            let counts = WebhookState::ALL
-                .into_iter()
-                .map(|s| Ok((s, webhooks::count_by_state(c, s)?)))
-                .collect::<Result<Vec<_>, DbError>>()?;
-            Ok((events, attempts, counts))
-        })
-        .await?;
+    let page = payments.webhooks_page(state, order.clone(), before, PAGE_SIZE as i64 + 1, PAGE_SIZE).await?;
+    let (mut events, attempts, counts) = (page.events, page.attempts, page.counts);
     let older = (events.len() > PAGE_SIZE).then(|| {
         events.truncate(PAGE_SIZE);
         href(state, order.as_deref(), events.last().map(|e| e.id))
     });
-    let mut by_event: HashMap<i64, Vec<webhooks::AttemptRow>> = HashMap::new();
+    let mut by_event: HashMap<i64, Vec<WebhookAttempt>> = HashMap::new();
     for a in attempts {
         by_event.entry(a.event_id).or_default().push(a);
     }
@@ -201,7 +164,7 @@ async fn get_webhooks(
     let mut states = vec![Choice { value: "", label: format!("全部 ({total})"), selected: state.is_none() }];
     states.extend(counts.into_iter().map(|(s, n)| Choice {
         value: s.as_str(),
-        label: format!("{} ({n})", state_label(s)),
+        label: format!("{} ({n})", labels::webhook_state(s)),
         selected: state == Some(s),
     }));
     let chrome = Chrome::new(&staff, "webhooks", flash);
@@ -241,26 +204,8 @@ async fn post_resend(
     form: AdminForm<ResendForm>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = op.0;
     let back = safe_back(&form.0.back, "/admin/webhooks");
-    let result = payments
-        .db
-        .write(move |c| -> Result<Resend, DbError> {
-            let result = webhooks::resend(c, id, crate::db::now())?;
-            if let Resend::Queued(e) = &result {
-                let target = format!("webhook:{id}");
-                let detail = json!({
-                    "event_id": id,
-                    "event_type": e.event_type,
-                    "url": e.url,
-                    "previous_state": e.state.as_str(),
-                    "previous_attempts": e.attempts,
-                });
-                audit::record(c, &staff.audit("webhook_resend", Some(&e.out_trade_no), Some(&target), detail))?;
-            }
-            Ok(result)
-        })
-        .await?;
+    let result = payments.resend_webhook(id, &op.0.actor()).await?;
     Ok(match result {
         Resend::NotFound => return Err(AppError::NotFound("webhook event")),
         Resend::Queued(_) => Flash::success(Redirect::to(back), format!("Webhook #{id} 已重新排队，将立即投递")),

@@ -6,50 +6,12 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{orders, reconciliation_findings, reconciliation_runs, refunds};
+use super::schema::{reconciliation_findings, reconciliation_runs};
 use super::{AnyConnection, DbError, DbResult};
+use crate::domain::reconciliation::{FindingRecord, ReconciliationRun, RunFigures, RunState};
 
-/// Where the reconciliation of one date stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RunState {
-    /// Known (due, or asked for) but not started.
-    Pending,
-    /// An instance holds the lease and is working on it (or crashed; the lease then runs out).
-    Running,
-    /// WeChat is still generating the bill ("Bill Creating"); retried at `next_attempt_at`.
-    Waiting,
-    /// The download or the bill failed; retried at `next_attempt_at`.
-    Failed,
-    /// "No Bill Exist": no trade at WeChat that day; local payments of the day were still checked.
-    NoBill,
-    /// Compared; the figures and findings are final.
-    Done,
-}
-
-impl RunState {
-    pub const ALL: [RunState; 6] =
-        [RunState::Pending, RunState::Running, RunState::Waiting, RunState::Failed, RunState::NoBill, RunState::Done];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Pending => "PENDING",
-            RunState::Running => "RUNNING",
-            RunState::Waiting => "WAITING",
-            RunState::Failed => "FAILED",
-            RunState::NoBill => "NO_BILL",
-            RunState::Done => "DONE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RunState> {
-        RunState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// A finished date: the scheduler does not take it up again (staff still may).
-    pub fn is_final(self) -> bool {
-        matches!(self, RunState::Done | RunState::NoBill)
-    }
-}
+mod day;
+pub use day::{OrderFacts, PaidKey, RefundFacts, orders_by_numbers, paid_between, refunds_between, refunds_by_numbers};
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = reconciliation_runs)]
@@ -74,46 +36,14 @@ struct RunDbRow {
     error: Option<String>,
 }
 
-/// The counts and totals a run stores (money in fen).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RunFigures {
-    pub bill_rows: i64,
-    pub bill_paid_count: i64,
-    pub bill_paid_fen: i64,
-    pub bill_refund_count: i64,
-    pub bill_refund_fen: i64,
-    pub local_paid_count: i64,
-    pub local_paid_fen: i64,
-    /// Payments and refunds found on both sides with the same amount.
-    pub matched: i64,
-    /// Finding rows of the date.
-    pub findings: i64,
-}
-
-/// A run as the rest of the program sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunRow {
-    /// `YYYY-MM-DD`, Beijing.
-    pub bill_date: String,
-    pub state: RunState,
-    pub attempts: i32,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<NaiveDateTime>,
-    pub started_at: Option<NaiveDateTime>,
-    pub finished_at: Option<NaiveDateTime>,
-    pub next_attempt_at: Option<NaiveDateTime>,
-    pub figures: RunFigures,
-    pub error: Option<String>,
-}
-
-impl TryFrom<RunDbRow> for RunRow {
+impl TryFrom<RunDbRow> for ReconciliationRun {
     type Error = DbError;
 
-    fn try_from(r: RunDbRow) -> DbResult<RunRow> {
+    fn try_from(r: RunDbRow) -> DbResult<ReconciliationRun> {
         let state = RunState::parse(&r.state).ok_or_else(|| {
             DbError::Corrupt(format!("reconciliation {} has unknown state {:?}", r.bill_date, r.state))
         })?;
-        Ok(RunRow {
+        Ok(ReconciliationRun {
             bill_date: r.bill_date,
             state,
             attempts: r.attempts,
@@ -156,18 +86,18 @@ pub fn ensure_run(conn: &mut AnyConnection, bill_date: &str) -> DbResult<()> {
     }
 }
 
-pub fn find_run(conn: &mut AnyConnection, bill_date: &str) -> DbResult<Option<RunRow>> {
+pub fn find_run(conn: &mut AnyConnection, bill_date: &str) -> DbResult<Option<ReconciliationRun>> {
     reconciliation_runs::table
         .filter(reconciliation_runs::bill_date.eq(bill_date))
         .select(RunDbRow::as_select())
         .first(conn)
         .optional()?
-        .map(RunRow::try_from)
+        .map(ReconciliationRun::try_from)
         .transpose()
 }
 
 /// Runs newest date first, those before `before` when given (keyset paging).
-pub fn list_runs(conn: &mut AnyConnection, before: Option<&str>, limit: i64) -> DbResult<Vec<RunRow>> {
+pub fn list_runs(conn: &mut AnyConnection, before: Option<&str>, limit: i64) -> DbResult<Vec<ReconciliationRun>> {
     let mut q = reconciliation_runs::table
         .order(reconciliation_runs::bill_date.desc())
         .limit(limit)
@@ -176,7 +106,7 @@ pub fn list_runs(conn: &mut AnyConnection, before: Option<&str>, limit: i64) -> 
     if let Some(b) = before {
         q = q.filter(reconciliation_runs::bill_date.lt(b.to_owned()));
     }
-    q.load(conn)?.into_iter().map(RunRow::try_from).collect()
+    q.load(conn)?.into_iter().map(ReconciliationRun::try_from).collect()
 }
 
 /// Claims a date for `owner` until `lease_until`: one guarded UPDATE, so of two instances only
@@ -315,17 +245,32 @@ pub struct NewFinding {
     pub created_at: NaiveDateTime,
 }
 
-#[derive(Queryable, Selectable, Clone, Debug)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = reconciliation_findings)]
-pub struct FindingRow {
-    pub id: i64,
-    pub bill_date: String,
-    pub kind: String,
-    pub item_key: String,
-    pub out_trade_no: Option<String>,
-    pub detail: String,
-    pub resolution: Option<String>,
-    pub created_at: NaiveDateTime,
+struct FindingDbRow {
+    id: i64,
+    bill_date: String,
+    kind: String,
+    item_key: String,
+    out_trade_no: Option<String>,
+    detail: String,
+    resolution: Option<String>,
+    created_at: NaiveDateTime,
+}
+
+impl From<FindingDbRow> for FindingRecord {
+    fn from(r: FindingDbRow) -> FindingRecord {
+        FindingRecord {
+            id: r.id,
+            bill_date: r.bill_date,
+            kind: r.kind,
+            item_key: r.item_key,
+            out_trade_no: r.out_trade_no,
+            detail: r.detail,
+            resolution: r.resolution,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// Records a finding unless the same (date, kind, item) is already recorded: `true` means new.
@@ -365,17 +310,17 @@ pub fn findings_of(
     bill_date: &str,
     after_id: Option<i64>,
     limit: i64,
-) -> DbResult<Vec<FindingRow>> {
+) -> DbResult<Vec<FindingRecord>> {
     let mut q = reconciliation_findings::table
         .filter(reconciliation_findings::bill_date.eq(bill_date))
         .order(reconciliation_findings::id.asc())
         .limit(limit)
-        .select(FindingRow::as_select())
+        .select(FindingDbRow::as_select())
         .into_boxed();
     if let Some(id) = after_id {
         q = q.filter(reconciliation_findings::id.gt(id));
     }
-    Ok(q.load(conn)?)
+    Ok(q.load(conn)?.into_iter().map(FindingRecord::from).collect())
 }
 
 pub fn count_findings(conn: &mut AnyConnection, bill_date: &str) -> DbResult<i64> {
@@ -383,123 +328,4 @@ pub fn count_findings(conn: &mut AnyConnection, bill_date: &str) -> DbResult<i64
         .filter(reconciliation_findings::bill_date.eq(bill_date))
         .count()
         .get_result(conn)?)
-}
-
-/// A local payment as the day's keyset walk reads it (all from the covering index
-/// `orders_paid_key`).
-#[derive(Queryable, Clone, Debug, PartialEq, Eq)]
-pub struct PaidKey {
-    pub paid_at: Option<NaiveDateTime>,
-    pub out_trade_no: String,
-    pub paid_fen: Option<i64>,
-}
-
-/// Orders paid in `[from, to)`, in (paid_at, out_trade_no) order, after `after` (keyset).
-///
-/// The extra lower bound `paid_at >= after.paid_at` is what keeps each batch an index range
-/// starting where the last one ended; the OR alone would make both backends rescan the day.
-pub fn paid_between(
-    conn: &mut AnyConnection,
-    from: NaiveDateTime,
-    to: NaiveDateTime,
-    after: Option<(NaiveDateTime, &str)>,
-    limit: i64,
-) -> DbResult<Vec<PaidKey>> {
-    let mut q = orders::table
-        .filter(orders::paid_at.lt(to))
-        .order((orders::paid_at.asc(), orders::out_trade_no.asc()))
-        .limit(limit)
-        .select((orders::paid_at, orders::out_trade_no, orders::paid_fen))
-        .into_boxed();
-    match after {
-        None => q = q.filter(orders::paid_at.ge(from)),
-        Some((at, no)) => {
-            q = q
-                .filter(orders::paid_at.ge(at.max(from)))
-                .filter(orders::paid_at.gt(at).or(orders::out_trade_no.gt(no.to_owned()).nullable()));
-        }
-    }
-    Ok(q.load(conn)?)
-}
-
-/// What the comparison needs to know about one order.
-#[derive(Queryable, Clone, Debug, PartialEq, Eq)]
-pub struct OrderFacts {
-    pub out_trade_no: String,
-    pub state: String,
-    pub amount_fen: i64,
-    pub paid_fen: Option<i64>,
-    pub paid_at: Option<NaiveDateTime>,
-    pub transaction_id: Option<String>,
-}
-
-/// The orders among `numbers` that exist.
-pub fn orders_by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> DbResult<Vec<OrderFacts>> {
-    Ok(orders::table
-        .filter(orders::out_trade_no.eq_any(numbers))
-        .select((
-            orders::out_trade_no,
-            orders::state,
-            orders::amount_fen,
-            orders::paid_fen,
-            orders::paid_at,
-            orders::transaction_id,
-        ))
-        .load(conn)?)
-}
-
-/// What the comparison needs to know about one refund.
-#[derive(Queryable, Clone, Debug, PartialEq, Eq)]
-pub struct RefundFacts {
-    pub created_at: NaiveDateTime,
-    pub out_refund_no: String,
-    pub out_trade_no: String,
-    pub amount_fen: i64,
-    pub state: String,
-}
-
-/// Refunds created in `[from, to)`, in (created_at, out_refund_no) order, after `after` (keyset,
-/// with the same extra lower bound as [`paid_between`]).
-pub fn refunds_between(
-    conn: &mut AnyConnection,
-    from: NaiveDateTime,
-    to: NaiveDateTime,
-    after: Option<(NaiveDateTime, &str)>,
-    limit: i64,
-) -> DbResult<Vec<RefundFacts>> {
-    let mut q = refunds::table
-        .filter(refunds::created_at.lt(to))
-        .order((refunds::created_at.asc(), refunds::out_refund_no.asc()))
-        .limit(limit)
-        .select((
-            refunds::created_at,
-            refunds::out_refund_no,
-            refunds::out_trade_no,
-            refunds::amount_fen,
-            refunds::state,
-        ))
-        .into_boxed();
-    match after {
-        None => q = q.filter(refunds::created_at.ge(from)),
-        Some((at, no)) => {
-            q = q
-                .filter(refunds::created_at.ge(at.max(from)))
-                .filter(refunds::created_at.gt(at).or(refunds::out_refund_no.gt(no.to_owned())));
-        }
-    }
-    Ok(q.load(conn)?)
-}
-
-/// The refunds among `numbers` that exist.
-pub fn refunds_by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> DbResult<Vec<RefundFacts>> {
-    Ok(refunds::table
-        .filter(refunds::out_refund_no.eq_any(numbers))
-        .select((
-            refunds::created_at,
-            refunds::out_refund_no,
-            refunds::out_trade_no,
-            refunds::amount_fen,
-            refunds::state,
-        ))
-        .load(conn)?)
 }

@@ -1,10 +1,18 @@
 //! The order state machine: `CREATED → PAYING → PAID | CLOSED | PAYERROR`.
 //!
-//! Every change, whether it comes from a notify, an `orderquery`, a `closeorder` or later a bill
-//! row, is an [`Event`] fed to [`transition`]; its [`Transition`] is then applied by one guarded
-//! UPDATE whose `WHERE state = <from>` makes concurrent applications safe.
+//! Every change, whether it comes from a notify, an `orderquery` (the reconciler's included) or a
+//! `closeorder`, is an [`Event`] fed to [`transition`]; its [`Transition`] is then applied by one
+//! guarded UPDATE whose `WHERE state = <from>` makes concurrent applications safe. A payment
+//! event carries its [`PaymentFacts`], and the amount check is part of the transition, so no
+//! caller can record a payment without it.
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use super::Order;
+use crate::domain::vocab::{TimelineKind, TimelineSource};
+use crate::wxpay::money::Fen;
 
 /// Where an order stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,22 +60,36 @@ impl fmt::Display for OrderState {
     }
 }
 
-/// Which truth source confirmed a payment.
+/// Which truth source confirmed a payment: a verified notify, or a signed orderquery (the poller,
+/// the status page, staff, and the reconciler, which confirms every payment the bill shows by
+/// asking WeChat again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PaymentSource {
     Notify,
     Query,
-    Bill,
 }
 
 impl PaymentSource {
     pub fn as_str(self) -> &'static str {
+        self.timeline().as_str()
+    }
+
+    /// The timeline source a confirmation is recorded under.
+    pub fn timeline(self) -> TimelineSource {
         match self {
-            PaymentSource::Notify => "notify",
-            PaymentSource::Query => "query",
-            PaymentSource::Bill => "bill",
+            PaymentSource::Notify => TimelineSource::Notify,
+            PaymentSource::Query => TimelineSource::Query,
         }
     }
+}
+
+/// What a verified source says about a payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentFacts {
+    pub transaction_id: String,
+    pub total_fee: Fen,
+    pub paid_at: DateTime<Utc>,
+    pub source: PaymentSource,
 }
 
 /// Something that happened to an order.
@@ -75,9 +97,8 @@ impl PaymentSource {
 pub enum Event {
     /// `unifiedorder` returned a prepay (new or renewed).
     PrepayIssued,
-    /// A verified source says the order is paid with this WeChat transaction. Amounts were
-    /// checked before the event was made.
-    PaymentConfirmed { transaction_id: String, source: PaymentSource },
+    /// A verified source says the order is paid with this WeChat transaction, of this amount.
+    PaymentConfirmed(PaymentFacts),
     /// WeChat says the payment failed (`trade_state=PAYERROR`).
     PaymentFailed,
     /// The order is closed: `closeorder` succeeded, WeChat reports CLOSED, or it never reached
@@ -86,13 +107,18 @@ pub enum Event {
 }
 
 impl Event {
-    pub fn kind(&self) -> &'static str {
+    /// The timeline entry a change by this event writes.
+    pub fn timeline_kind(&self) -> TimelineKind {
         match self {
-            Event::PrepayIssued => "prepay_issued",
-            Event::PaymentConfirmed { .. } => "payment_confirmed",
-            Event::PaymentFailed => "payment_failed",
-            Event::Closed => "closed",
+            Event::PrepayIssued => TimelineKind::PrepayIssued,
+            Event::PaymentConfirmed(_) => TimelineKind::PaymentConfirmed,
+            Event::PaymentFailed => TimelineKind::PaymentFailed,
+            Event::Closed => TimelineKind::Closed,
         }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.timeline_kind().as_str()
     }
 }
 
@@ -114,28 +140,32 @@ pub enum Rejection {
     ConflictingPayment { recorded: String, received: String },
     /// The event cannot happen in this state (closing a paid order, a prepay on a closed one).
     NotAllowed { state: OrderState, event: &'static str },
+    /// WeChat reports another amount than the order's: no payment is recorded, in any state.
+    AmountMismatch { expected: Fen, reported: Fen },
 }
 
-/// The transition function. `recorded_transaction` is the transaction id stored on the order,
-/// if any.
-pub fn transition(
-    state: OrderState,
-    recorded_transaction: Option<&str>,
-    event: &Event,
-) -> Result<Transition, Rejection> {
+/// The transition function: what `event` does to `order`.
+pub fn transition(order: &Order, event: &Event) -> Result<Transition, Rejection> {
     use OrderState::*;
+    let state = order.state;
+    if let Event::PaymentConfirmed(facts) = event
+        && facts.total_fee != order.amount
+    {
+        return Err(Rejection::AmountMismatch { expected: order.amount, reported: facts.total_fee });
+    }
     let to = |to: OrderState| Ok(Transition { from: state, to, paid_after_close: false });
     let not_allowed = || Err(Rejection::NotAllowed { state, event: event.kind() });
     match (state, event) {
         (Created | Paying | PayError, Event::PrepayIssued) => to(Paying),
         (Paid | Closed, Event::PrepayIssued) => not_allowed(),
 
-        (Created | Paying | PayError, Event::PaymentConfirmed { .. }) => to(Paid),
-        (Closed, Event::PaymentConfirmed { .. }) => Ok(Transition { from: Closed, to: Paid, paid_after_close: true }),
-        (Paid, Event::PaymentConfirmed { transaction_id, .. }) => match recorded_transaction {
-            Some(recorded) if recorded != transaction_id => {
-                Err(Rejection::ConflictingPayment { recorded: recorded.to_owned(), received: transaction_id.clone() })
-            }
+        (Created | Paying | PayError, Event::PaymentConfirmed(_)) => to(Paid),
+        (Closed, Event::PaymentConfirmed(_)) => Ok(Transition { from: Closed, to: Paid, paid_after_close: true }),
+        (Paid, Event::PaymentConfirmed(facts)) => match order.transaction_id.as_deref() {
+            Some(recorded) if recorded != facts.transaction_id => Err(Rejection::ConflictingPayment {
+                recorded: recorded.to_owned(),
+                received: facts.transaction_id.clone(),
+            }),
             _ => Err(Rejection::AlreadyDone),
         },
 
@@ -153,9 +183,28 @@ pub fn transition(
 mod tests {
     use super::OrderState::*;
     use super::*;
+    use crate::domain::order::fixture;
 
     fn confirmed(id: &str) -> Event {
-        Event::PaymentConfirmed { transaction_id: id.into(), source: PaymentSource::Notify }
+        confirmed_of(id, 1990)
+    }
+
+    fn confirmed_of(id: &str, fen: i64) -> Event {
+        Event::PaymentConfirmed(PaymentFacts {
+            transaction_id: id.into(),
+            total_fee: Fen::new(fen),
+            paid_at: Utc::now(),
+            source: PaymentSource::Notify,
+        })
+    }
+
+    /// An order in `state`; a paid one carries transaction `T1`.
+    fn order(state: OrderState) -> Order {
+        let mut o = fixture::order(state, Utc::now());
+        if state == Paid {
+            o.transaction_id = Some("T1".into());
+        }
+        o
     }
 
     /// Every (state, event) pair and its expected outcome: `Ok(to)`, or the rejection.
@@ -179,7 +228,7 @@ mod tests {
         ];
         for (state, wants) in table {
             for (event, want) in events.iter().zip(wants) {
-                let got = transition(state, Some("T1").filter(|_| state == Paid), event);
+                let got = transition(&order(state), event);
                 let ok = match (&want, &got) {
                     (To(to), Ok(t)) => t.to == *to && t.from == state && !t.paid_after_close,
                     (PaidAfterClose, Ok(t)) => t.to == Paid && t.paid_after_close,
@@ -195,10 +244,21 @@ mod tests {
     #[test]
     fn a_second_transaction_on_a_paid_order_is_a_conflict() {
         assert_eq!(
-            transition(Paid, Some("T1"), &confirmed("T2")),
+            transition(&order(Paid), &confirmed("T2")),
             Err(Rejection::ConflictingPayment { recorded: "T1".into(), received: "T2".into() })
         );
-        assert_eq!(transition(Paid, Some("T1"), &confirmed("T1")), Err(Rejection::AlreadyDone));
+        assert_eq!(transition(&order(Paid), &confirmed("T1")), Err(Rejection::AlreadyDone));
+    }
+
+    #[test]
+    fn a_payment_of_another_amount_is_refused_in_every_state() {
+        for state in OrderState::ALL {
+            assert_eq!(
+                transition(&order(state), &confirmed_of("T1", 1)),
+                Err(Rejection::AmountMismatch { expected: Fen::new(1990), reported: Fen::new(1) }),
+                "{state}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::db::reconciliation::{self, NewFinding};
 use crate::db::{Db, DbResult, exceptions};
+use crate::domain::ExceptionKind;
 
 /// One kind of difference between the bill and our records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,15 +93,15 @@ impl FindingKind {
     /// The exception kind raised with the finding. Where the console already has a kind meaning
     /// the same thing (an unknown order, an amount mismatch…), that one is used so staff see one
     /// vocabulary; the other kinds are the reconciliation's own.
-    pub fn exception_kind(self) -> &'static str {
+    pub fn exception_kind(self) -> ExceptionKind {
         match self {
-            FindingKind::PaidNotLocal => "reconcile_paid_not_local",
-            FindingKind::MissingLocal => "unknown_order",
-            FindingKind::MissingAtWechat => "reconcile_missing_at_wechat",
-            FindingKind::AmountDiffers => "amount_mismatch",
-            FindingKind::RefundMissingLocal => "unknown_refund",
-            FindingKind::RefundMissingAtWechat => "reconcile_refund_missing_at_wechat",
-            FindingKind::RefundAmountDiffers | FindingKind::RefundStatusDiffers => "refund_mismatch",
+            FindingKind::PaidNotLocal => ExceptionKind::ReconcilePaidNotLocal,
+            FindingKind::MissingLocal => ExceptionKind::UnknownOrder,
+            FindingKind::MissingAtWechat => ExceptionKind::ReconcileMissingAtWechat,
+            FindingKind::AmountDiffers => ExceptionKind::AmountMismatch,
+            FindingKind::RefundMissingLocal => ExceptionKind::UnknownRefund,
+            FindingKind::RefundMissingAtWechat => ExceptionKind::ReconcileRefundMissingAtWechat,
+            FindingKind::RefundAmountDiffers | FindingKind::RefundStatusDiffers => ExceptionKind::RefundMismatch,
         }
     }
 
@@ -205,8 +206,7 @@ fn record(c: &mut crate::db::AnyConnection, bill_date: &str, f: &Finding) -> DbR
             kind: f.kind.exception_kind(),
             dedupe_key: format!("reconcile:{bill_date}:{}:{}", f.kind.code(), f.key),
             out_trade_no: f.out_trade_no.clone(),
-            detail: detail.to_string(),
-            created_at: now,
+            detail,
         },
     )?;
     Ok(new)

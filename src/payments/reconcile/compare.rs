@@ -13,9 +13,9 @@ use super::bill_side::{BillSide, PayStatus};
 use super::findings::{Finding, FindingKind, FindingSink};
 use super::progress::{Phase, Progress};
 use crate::db::reconciliation::{self, OrderFacts, RefundFacts};
-use crate::db::refunds::RefundState;
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::OrderState;
+use crate::domain::RefundState;
 use crate::wxpay::time::beijing;
 
 /// Local rows per keyset batch.

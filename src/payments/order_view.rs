@@ -1,0 +1,46 @@
+//! The merchant's view of an order: the JSON the API answers with and every webhook carries as
+//! `data`, built in one place so the two can never disagree.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::config::AppConfig;
+use crate::domain::{Order, Refund};
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The order as `GET /api/v1/orders/{out_trade_no}` shows it.
+pub fn order_json(order: &Order, config: &AppConfig) -> Value {
+    json!({
+        "out_trade_no": order.out_trade_no,
+        "merchant_order_id": order.merchant_order_id,
+        "state": order.state.as_str(),
+        "amount_fen": order.amount.get(),
+        "amount_yuan": order.amount.to_yuan_string(),
+        "description": order.description,
+        "attach": order.attach,
+        "checkout_url": config.checkout_url(&order.out_trade_no),
+        "transaction_id": order.transaction_id,
+        "paid_fen": order.paid.map(|p| p.get()),
+        "paid_at": order.paid_at.map(time),
+        "paid_after_close": order.paid_after_close,
+        "created_at": time(order.created_at),
+        "expires_at": time(order.expires_at),
+        "closed_at": order.closed_at.map(time),
+        "webhook_url": order.webhook_url,
+    })
+}
+
+/// The order with one of its refunds, as an `order.refunded` webhook carries it.
+pub fn refunded_json(order: &Order, refund: &Refund, config: &AppConfig) -> Value {
+    let mut data = order_json(order, config);
+    let succeeded_at = refund.succeeded_at.unwrap_or(refund.updated_at);
+    data["refund"] = json!({
+        "out_refund_no": refund.out_refund_no,
+        "amount_fen": refund.amount.get(),
+        "succeeded_at": time(succeeded_at),
+    });
+    data
+}
