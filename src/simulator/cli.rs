@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::SimulatorError;
-use super::config::{
-    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, Faults, SimMerchant, SimulatorConfig, TlsOptions,
-};
+use super::config::{Faults, SimMerchant, SimulatorConfig, TlsOptions};
 use super::server::{Mode, launch_with};
+use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
 use crate::wxpay::sign::ApiKey;
 
 /// Runs a fake WeChat Pay (API v2, OAuth, JS bridge) for development and tests.

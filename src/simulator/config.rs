@@ -6,14 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::SimulatorError;
+use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
 use crate::wxpay::sign::ApiKey;
-
-/// The documented demo merchant (the official signature test vector's appid, mch_id and key).
-pub const DEMO_APPID: &str = "wxd930ea5d5a258f4f";
-pub const DEMO_MCH_ID: &str = "10000100";
-pub const DEMO_API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
-/// The demo Official Account's AppSecret (only the OAuth code exchange uses it).
-pub const DEMO_APP_SECRET: &str = "7c0b9a1f5e3d4c2b8a6f0e1d2c3b4a59";
 
 /// An Official Account (appid) bound to a merchant account (mch_id). Several entries may share
 /// one mch_id (several appids bound to one merchant); they must then share its API key.

@@ -31,10 +31,11 @@ mod web;
 use serde::Serialize;
 use thiserror::Error;
 
+/// The demo merchant the simulator knows by default (defined with the protocol, where the
+/// configuration can reach it too).
+pub use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
 pub use cli::{SimulatorArgs, run_standalone};
-pub use config::{
-    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, Faults, SimMerchant, SimulatorConfig, TlsOptions,
-};
+pub use config::{Faults, SimMerchant, SimulatorConfig, TlsOptions};
 pub use model::{NotifyAttempt, NotifyStatus, RefundView, SimOrderView, SimRefundStatus};
 pub use notify::RETRY_SCHEDULE;
 pub use server::{OWN_BASE, SimulatorHandle, launch, mount};

@@ -211,7 +211,8 @@ pub(crate) fn routes() -> Vec<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::config::{DEMO_APP_SECRET, DEMO_APPID, SimulatorConfig};
+    use crate::simulator::config::SimulatorConfig;
+    use crate::wxpay::demo::{DEMO_APP_SECRET, DEMO_APPID};
 
     #[test]
     fn redirects_keep_existing_queries() {

@@ -5,6 +5,7 @@
 
 pub mod bill;
 pub mod client;
+pub mod demo;
 pub mod download_bill;
 pub mod err_code;
 pub mod error;

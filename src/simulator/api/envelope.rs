@@ -144,7 +144,8 @@ impl ApiRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::config::{DEMO_APPID, DEMO_MCH_ID, SimulatorConfig};
+    use crate::simulator::config::SimulatorConfig;
+    use crate::wxpay::demo::{DEMO_APPID, DEMO_MCH_ID};
     use crate::wxpay::merchant::Merchant;
     use crate::wxpay::reply::check_reply;
 

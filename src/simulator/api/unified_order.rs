@@ -52,7 +52,23 @@ fn max_len(f: &Fields, name: &str, max: usize) -> Result<(), BizError> {
 
 /// The documented format rules, in the order WeChat reports them.
 pub(crate) fn validate(f: &Fields, now: DateTime<Utc>) -> Result<NewOrder, BizError> {
-    let get = |k: &str| f.get(k).filter(|v| !v.is_empty());
+    let trade_type = check_presence(f)?;
+    let (out_trade_no, total_fee) = check_amount_and_number(f)?;
+    check_lengths(f)?;
+    check_currency_and_limits(f)?;
+    check_addresses(f)?;
+    let time_expire = check_times(f, now)?;
+    Ok(NewOrder { out_trade_no: out_trade_no.to_owned(), total_fee, trade_type, time_expire })
+}
+
+/// A field's value, when it is present and not empty (WeChat treats an empty field as absent).
+fn given<'f>(f: &'f Fields, name: &str) -> Option<&'f str> {
+    f.get(name).filter(|v| !v.is_empty())
+}
+
+/// The always-required fields, then the trade type and the field it requires in turn.
+fn check_presence(f: &Fields) -> Result<TradeType, BizError> {
+    let get = |k: &str| given(f, k);
     for name in REQUIRED {
         if get(name).is_none() {
             return Err(BizError::lack(name));
@@ -73,16 +89,26 @@ pub(crate) fn validate(f: &Fields, now: DateTime<Utc>) -> Result<NewOrder, BizEr
         }
         _ => {}
     }
-    let raw_fee = get("total_fee").unwrap_or_default();
+    Ok(trade_type)
+}
+
+/// `total_fee` (positive fen) and `out_trade_no` (the merchant's order number).
+fn check_amount_and_number(f: &Fields) -> Result<(&str, Fen), BizError> {
+    let raw_fee = given(f, "total_fee").unwrap_or_default();
     let total_fee = Fen::parse_api(raw_fee).ok().filter(|f| f.is_positive()).ok_or_else(|| {
         BizError::invalid(format!("total_fee参数格式错误：必须是以分为单位的正整数，收到{raw_fee:?}"))
     })?;
-    let out_trade_no = get("out_trade_no").unwrap_or_default();
+    let out_trade_no = given(f, "out_trade_no").unwrap_or_default();
     if !is_valid_merchant_no(out_trade_no, 32) {
         return Err(BizError::invalid(format!(
             "out_trade_no参数格式错误：1至32位字母、数字或_-|*@，收到{out_trade_no:?}"
         )));
     }
+    Ok((out_trade_no, total_fee))
+}
+
+/// The documented maximum length of each free-text field, in bytes.
+fn check_lengths(f: &Fields) -> Result<(), BizError> {
     max_len(f, "body", 128)?;
     max_len(f, "attach", 127)?;
     max_len(f, "detail", 6000)?;
@@ -91,29 +117,43 @@ pub(crate) fn validate(f: &Fields, now: DateTime<Utc>) -> Result<NewOrder, BizEr
     max_len(f, "openid", 128)?;
     max_len(f, "product_id", 32)?;
     max_len(f, "goods_tag", 32)?;
-    max_len(f, "scene_info", 256)?;
-    if let Some(fee_type) = get("fee_type")
+    max_len(f, "scene_info", 256)
+}
+
+/// `fee_type` and `limit_pay` each accept a single value.
+fn check_currency_and_limits(f: &Fields) -> Result<(), BizError> {
+    if let Some(fee_type) = given(f, "fee_type")
         && fee_type != "CNY"
     {
         return Err(BizError::invalid(format!("fee_type参数错误：境内商户仅支持CNY，收到{fee_type:?}")));
     }
-    if let Some(limit) = get("limit_pay")
+    if let Some(limit) = given(f, "limit_pay")
         && limit != "no_credit"
     {
         return Err(BizError::invalid(format!("limit_pay参数错误：仅支持no_credit，收到{limit:?}")));
     }
-    let notify_url = get("notify_url").unwrap_or_default();
+    Ok(())
+}
+
+/// `notify_url` (where the payment notify goes) and `spbill_create_ip` (the shopper's address).
+fn check_addresses(f: &Fields) -> Result<(), BizError> {
+    let notify_url = given(f, "notify_url").unwrap_or_default();
     if validate_notify_url(notify_url).is_err() {
         return Err(BizError::invalid(format!(
             "notify_url参数格式错误：须为不带参数的绝对http(s)地址，最长256字节，收到{notify_url:?}"
         )));
     }
-    let ip = get("spbill_create_ip").unwrap_or_default();
+    let ip = given(f, "spbill_create_ip").unwrap_or_default();
     if ip.len() > 64 || ip.parse::<IpAddr>().is_err() {
         return Err(BizError::invalid(format!("spbill_create_ip参数格式错误：须为IPv4或IPv6地址，收到{ip:?}")));
     }
+    Ok(())
+}
+
+/// `time_start` and `time_expire` (Beijing time); the order's expiry, if it has one.
+fn check_times(f: &Fields, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, BizError> {
     let parse_time = |name: &str| -> Result<Option<DateTime<Utc>>, BizError> {
-        match get(name) {
+        match given(f, name) {
             None => Ok(None),
             Some(v) => time::parse_compact(v).map(Some).map_err(|_| {
                 BizError::invalid(format!("{name}参数格式错误：须为yyyyMMddHHmmss（北京时间），收到{v:?}"))
@@ -130,7 +170,7 @@ pub(crate) fn validate(f: &Fields, now: DateTime<Utc>) -> Result<NewOrder, BizEr
             return Err(BizError::invalid("time_expire必须晚于time_start"));
         }
     }
-    Ok(NewOrder { out_trade_no: out_trade_no.to_owned(), total_fee, trade_type, time_expire })
+    Ok(time_expire)
 }
 
 /// What a second unifiedorder for an existing out_trade_no gets.

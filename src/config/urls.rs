@@ -1,0 +1,45 @@
+//! The URL rules: base URLs (ours and WeChat's hosts), and webhook URLs, which the global
+//! `WEBHOOK_URL` and an order's own `webhook_url` share.
+
+use super::{ConfigError, invalid};
+
+/// `value` without trailing slashes, when it is an absolute http(s) URL with a host and no query
+/// (paths are appended to it).
+pub(super) fn validate_base(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let trimmed = value.trim_end_matches('/');
+    match url::Url::parse(trimmed) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none() => {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(invalid(var, format!("{value:?} is not an absolute http(s) URL without a query"))),
+    }
+}
+
+/// The longest webhook URL, in bytes.
+pub const MAX_WEBHOOK_URL_BYTES: usize = 512;
+
+/// What is wrong with a webhook URL, the global `WEBHOOK_URL` or an order's own, if anything: it
+/// must be absolute http(s) with a host, with no credentials or fragment, at most
+/// [`MAX_WEBHOOK_URL_BYTES`].
+pub fn webhook_url_problem(url: &str) -> Option<String> {
+    if url.len() > MAX_WEBHOOK_URL_BYTES {
+        return Some(format!("must be at most {MAX_WEBHOOK_URL_BYTES} bytes"));
+    }
+    // The URL is stored and sent exactly as given, so it must not rely on the parser's clean-up
+    // of surrounding spaces or control characters.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain spaces or control characters".into());
+    }
+    match url::Url::parse(url) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) => {
+            Some("must be an absolute http:// or https:// URL".into())
+        }
+        // Credentials would be stored and shown in the console; the signature authenticates.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            Some("must not contain a user name or password".into())
+        }
+        Ok(u) if u.fragment().is_some() => Some("must not contain a #fragment".into()),
+        Ok(_) => None,
+        Err(e) => Some(format!("must be an absolute http:// or https:// URL ({e})")),
+    }
+}
