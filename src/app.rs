@@ -93,7 +93,9 @@ fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartErro
         print_simulator_banner(&config);
     }
     let jobs_enabled = config.jobs.enabled;
+    let accounts = crate::staff::Accounts::new(payments.db.clone(), config.clone());
     let rocket = rocket::custom(figment)
+        .manage(accounts)
         .manage(payments)
         .manage(crate::jobs::RunningJobs::default())
         .attach(rocket::fairing::AdHoc::on_liftoff("background jobs", move |rocket| {
