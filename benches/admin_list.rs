@@ -10,6 +10,7 @@
 //! without `--bench` (as `cargo test --benches` runs it) it does a quick 20,000-row pass.
 //! `ADMIN_BENCH_EXTRA_SQL` runs after seeding on both backends (to try an index), `ADMIN_BENCH_SQLITE_PATH`
 //! keeps the SQLite file (for EXPLAIN QUERY PLAN), `ADMIN_BENCH_SQLITE_ANALYZE=1` runs ANALYZE on it.
+#![allow(clippy::float_arithmetic, reason = "timings and rates, never money")]
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};

@@ -5,6 +5,7 @@
 //! summary cross-check, and prints rows, bytes, time, rows/s and the peak resident set size of each
 //! phase. The goal is a peak RSS under 64 MiB: memory must not grow with the bill.
 //! Run without `--bench` (as `cargo test --benches` would), it does a quick 20,000-row pass.
+#![allow(clippy::float_arithmetic, reason = "timings and rates, never money")]
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};

@@ -29,6 +29,7 @@
 //! a threshold. `RECONCILE_BENCH_ROWS` overrides N; without `--bench` (as `cargo test --benches`
 //! runs it) it does a quick 20,000-order pass. `RECONCILE_BENCH_KEEP=1` keeps the temporary
 //! directory (SQLite file and bill) and prints where it is.
+#![allow(clippy::float_arithmetic, reason = "timings and rates, never money")]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;

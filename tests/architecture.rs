@@ -1,7 +1,7 @@
 //! The shape of `src/`, checked by parsing every file: layers import only downward (the table
-//! in ARCHITECTURE.md), no file passes 400 lines and no function 80, and the web layer neither
-//! touches the database nor writes SQL. A change that breaks one of these fails here, naming the
-//! file and line.
+//! in ARCHITECTURE.md), no file passes 400 lines and no function 80, the web layer neither
+//! touches the database nor writes SQL, and Diesel is named only in `db/`. A change that breaks
+//! one of these fails here, naming the file and line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -182,6 +182,20 @@ fn the_web_layer_neither_touches_the_database_nor_writes_sql() {
         }
     }
     assert!(problems.is_empty(), "the web layer reaches the database:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn diesel_lives_only_in_the_db_layer() {
+    let mut problems = Vec::new();
+    for file in sources().into_iter().filter(|f| f.module != "db") {
+        for (i, line) in file.text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("diesel") {
+                problems.push(format!("src/{}:{}", file.path.display(), i + 1));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "Diesel outside src/db:\n{}", problems.join("\n"));
 }
 
 #[test]

@@ -219,6 +219,15 @@ where
     }
 }
 
+/// Runs `f` in a savepoint of the caller's transaction: an error rolls back only what `f` did,
+/// and (on PostgreSQL) leaves the outer transaction usable.
+pub fn savepoint<T, F>(conn: &mut AnyConnection, f: F) -> DbResult<T>
+where
+    F: FnOnce(&mut AnyConnection) -> DbResult<T>,
+{
+    conn.transaction::<T, DbError, _>(f)
+}
+
 /// `spawn_blocking` that re-raises a panic of the closure in the caller.
 pub async fn run_blocking<T, F>(f: F) -> T
 where

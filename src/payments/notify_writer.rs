@@ -8,7 +8,6 @@
 
 use std::thread;
 
-use diesel::Connection;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,7 +122,7 @@ fn process(conn: &mut AnyConnection, work: &Work, outbox: &WebhookOutbox) -> Ver
             Verdict { verdict: *verdict, reason: reason.clone(), reply: reply.clone() }
         }
         Work::ConfirmPayment { out_trade_no, facts } => {
-            let applied = conn.transaction::<_, DbError, _>(|c| confirm_payment(c, out_trade_no, facts, outbox));
+            let applied = crate::db::savepoint(conn, |c| confirm_payment(c, out_trade_no, facts, outbox));
             match applied {
                 Ok(applied) => verdict_of(&applied, facts),
                 Err(e) => {

@@ -149,6 +149,7 @@ impl SimulatorConfig {
     }
 
     /// Scales a delay of the real service by `time_factor`.
+    #[allow(clippy::float_arithmetic, reason = "the simulator's clock, never money")]
     pub fn scaled(&self, d: Duration) -> Duration {
         Duration::try_from_secs_f64(d.as_secs_f64() * self.time_factor).unwrap_or(Duration::MAX)
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::labels;
 use super::view::{beijing_time, yuan};
 use crate::domain::records::{AuditRecord, ExceptionRecord, NotifyRecord, TimelineEntry};
-use crate::domain::{Fen, OrderState, TimelineKind, TimelineSource};
+use crate::domain::{Fen, NotifyKind, OrderState, TimelineKind, TimelineSource};
 use crate::payments::console::OrderDossier;
 
 /// Chinese names of the detail keys we write; others show as they are.
@@ -99,8 +99,29 @@ fn order_state_name(s: &str) -> String {
     OrderState::parse(s).map(|st| labels::order_state(st).to_owned()).unwrap_or_else(|| s.to_owned())
 }
 
+/// Whether an entry is about a refund (shown apart from the payment's).
+fn is_refund(kind: TimelineKind) -> bool {
+    use TimelineKind as K;
+    match kind {
+        K::RefundRequested
+        | K::RefundAccepted
+        | K::RefundSucceeded
+        | K::RefundClosed
+        | K::RefundFailed
+        | K::RefundChange
+        | K::RefundQueried => true,
+        K::Created
+        | K::PrepayIssued
+        | K::Queried
+        | K::PaymentConfirmed
+        | K::PaymentFailed
+        | K::Closed
+        | K::CloseAttempted => false,
+    }
+}
+
 fn source_name(source: &str, kind: Option<TimelineKind>) -> &str {
-    let refund = kind.is_some_and(|k| k.as_str().starts_with("refund"));
+    let refund = kind.is_some_and(is_refund);
     match TimelineSource::parse(source) {
         Some(TimelineSource::Notify) if refund => "退款通知",
         Some(TimelineSource::Notify) => "支付通知",
@@ -142,7 +163,7 @@ fn event_title(e: &TimelineEntry) -> String {
 }
 
 fn event_item(e: &TimelineEntry) -> Item {
-    let category = if e.kind.starts_with("refund") { "refund" } else { "event" };
+    let category = if e.kind().is_some_and(is_refund) { "refund" } else { "event" };
     let mut item = Item::new(e.at(), (1, e.id), category, event_title(e));
     item.badge = match (&e.from_state, &e.to_state) {
         (Some(from), Some(to)) if from != to => {
@@ -162,7 +183,7 @@ fn event_item(e: &TimelineEntry) -> Item {
 
 fn notify_item(n: &NotifyRecord) -> Item {
     let (verdict, class) = labels::verdict_text(&n.verdict);
-    let kind = if n.kind == "refund" { "退款通知" } else { "支付通知" };
+    let kind = labels::notify_kind(n.kind().unwrap_or(NotifyKind::Payment));
     let mut item = Item::new(n.received_at.and_utc(), (2, n.id), "notify", format!("{kind} #{}", n.id));
     item.badge = Some((class, verdict.to_owned()));
     item.lines.push(("判定".to_owned(), format!("{verdict} ({})", n.verdict)));
