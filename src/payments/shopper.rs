@@ -3,12 +3,35 @@
 
 use super::Payments;
 use crate::db::{DbError, oauth_states};
+use crate::error::AppError;
+use crate::wxpay::oauth::OAuthClient;
+
+/// How a shopper's return from WeChat's sign-in ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShopperSignIn {
+    /// WeChat vouched for this openid.
+    Openid(String),
+    /// The state was used before: a replayed callback, refused.
+    Replayed,
+    /// The state is now used, but WeChat sent no code (the shopper declined, or a forged link).
+    NoCode,
+}
 
 impl Payments {
-    /// Marks an OAuth state nonce used: `false` when it was used before (a replayed callback).
-    pub async fn consume_oauth_state(&self, nonce: &str) -> Result<bool, DbError> {
-        let nonce = nonce.to_owned();
-        self.db.write(move |c| oauth_states::consume(c, &nonce, crate::db::now())).await
+    /// Completes `snsapi_base` sign-in for a verified `state` (its `nonce`): the state is used up
+    /// first (across every instance), then WeChat exchanges `code` for the shopper's openid.
+    pub async fn sign_in_shopper(
+        &self,
+        nonce: &str,
+        code: Option<&str>,
+        oauth: &OAuthClient,
+    ) -> Result<ShopperSignIn, AppError> {
+        let n = nonce.to_owned();
+        if !self.db.write(move |c| oauth_states::consume(c, &n, crate::db::now())).await? {
+            return Ok(ShopperSignIn::Replayed);
+        }
+        let Some(code) = code.filter(|c| !c.is_empty()) else { return Ok(ShopperSignIn::NoCode) };
+        Ok(ShopperSignIn::Openid(oauth.exchange_code(code).await?.openid))
     }
 
     /// Whether the database answers, for the health endpoint.

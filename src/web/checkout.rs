@@ -17,6 +17,7 @@ use crate::domain::OrderState;
 use crate::error::AppError;
 use crate::payments::Payments;
 use crate::payments::prepay::Prepay;
+use crate::payments::shopper::ShopperSignIn;
 use crate::web::assets::VERSION;
 use crate::web::client::{ClientIp, InWeChat, SameOrigin};
 use crate::web::oauth_state::StateSigner;
@@ -132,13 +133,15 @@ async fn get_oauth_callback(
     if cookie_nonce.as_deref() != Some(verified.nonce.as_str()) {
         return Err(AppError::invalid("state", "登录请求不是从本浏览器发起的，请重新打开支付链接"));
     }
-    if !payments.consume_oauth_state(&verified.nonce).await? {
+    let signed_in = payments.sign_in_shopper(&verified.nonce, code, oauth).await?;
+    if signed_in == ShopperSignIn::Replayed {
         return Err(AppError::invalid("state", "登录链接已使用过，请重新打开支付链接"));
     }
     cookies.remove_private(Cookie::build(NONCE_COOKIE).path("/pay"));
-    let code = code.filter(|c| !c.is_empty()).ok_or_else(|| AppError::invalid("code", "微信未返回授权码"))?;
-    let identity = oauth.exchange_code(code).await?;
-    let mut cookie = Cookie::new(OPENID_COOKIE, format!("{}:{}", config.wechat.appid, identity.openid));
+    let ShopperSignIn::Openid(openid) = signed_in else {
+        return Err(AppError::invalid("code", "微信未返回授权码"));
+    };
+    let mut cookie = Cookie::new(OPENID_COOKIE, format!("{}:{}", config.wechat.appid, openid));
     cookie.set_same_site(SameSite::Lax);
     cookie.set_http_only(true);
     cookie.set_secure(secure(config));
