@@ -1,11 +1,11 @@
 //! What every admin page shows around its content: who is signed in, the navigation, the
-//! logout form's CSRF token, and a one-time flash message.
+//! logout form's CSRF token, a one-time flash message, and the URLs of the console's assets.
 
 use rocket::request::FlashMessage;
 
 use super::session::Staff;
 use crate::db::staff::Role;
-use crate::web::assets::VERSION;
+use crate::web::assets::{Assets, VERSION};
 
 pub struct Chrome {
     pub username: String,
@@ -14,7 +14,8 @@ pub struct Chrome {
     /// Which navigation entry is current: dashboard, orders, notifies, exceptions, users, tokens, audit.
     pub active: &'static str,
     pub flash: Option<(String, String)>,
-    pub version: &'static str,
+    /// The content-hashed URLs of the stylesheets: `{{ chrome.version.url("css/admin.css") }}`.
+    pub version: Assets,
 }
 
 impl Chrome {
