@@ -4,19 +4,43 @@
 use rocket::request::FlashMessage;
 
 use super::session::Staff;
-use crate::db::staff::Role;
+use crate::staff::Role;
 use crate::web::assets::{Assets, VERSION};
 
 pub struct Chrome {
     pub username: String,
     pub role: Role,
     pub csrf: String,
-    /// Which navigation entry is current: dashboard, orders, notifies, exceptions, users, tokens, audit.
+    /// Which navigation entry is current: one of the keys of [`NAV`] ("" for none).
     pub active: &'static str,
     pub flash: Option<(String, String)>,
     /// The content-hashed URLs of the stylesheets: `{{ chrome.version.url("css/admin.css") }}`.
     pub version: Assets,
 }
+
+/// One entry of the navigation as a page shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NavEntry {
+    pub key: &'static str,
+    pub href: &'static str,
+    pub label: &'static str,
+    /// The page being shown is this entry's (rendered as `aria-current="page"`).
+    pub current: bool,
+}
+
+/// The console's sections in menu order: key (what handlers pass as `active`), link, label, and
+/// the least role that may open it (the handlers refuse the rest; the menu just does not offer it).
+const NAV: &[(&str, &str, &str, Role)] = &[
+    ("dashboard", "/admin", "概览", Role::Viewer),
+    ("orders", "/admin/orders", "订单", Role::Viewer),
+    ("notifies", "/admin/notifies", "通知日志", Role::Viewer),
+    ("exceptions", "/admin/exceptions", "异常", Role::Viewer),
+    ("reconciliation", "/admin/reconciliation", "对账", Role::Viewer),
+    ("webhooks", "/admin/webhooks", "Webhook", Role::Viewer),
+    ("users", "/admin/users", "用户", Role::Admin),
+    ("tokens", "/admin/tokens", "API 令牌", Role::Admin),
+    ("audit", "/admin/audit", "审计日志", Role::Admin),
+];
 
 impl Chrome {
     pub fn new(staff: &Staff, active: &'static str, flash: Option<FlashMessage<'_>>) -> Chrome {
@@ -36,5 +60,53 @@ impl Chrome {
 
     pub fn is_operator(&self) -> bool {
         self.role >= Role::Operator
+    }
+
+    /// The navigation entries this viewer's role may open, the current one marked.
+    pub fn nav(&self) -> Vec<NavEntry> {
+        nav_for(self.role, self.active)
+    }
+}
+
+fn nav_for(role: Role, active: &str) -> Vec<NavEntry> {
+    NAV.iter()
+        .filter(|(_, _, _, least)| role >= *least)
+        .map(|&(key, href, label, _)| NavEntry { key, href, label, current: key == active })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(role: Role) -> Vec<&'static str> {
+        nav_for(role, "").iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn admin_sections_are_offered_to_admins_only() {
+        let everyone = ["dashboard", "orders", "notifies", "exceptions", "reconciliation", "webhooks"];
+        assert_eq!(keys(Role::Viewer), everyone);
+        assert_eq!(keys(Role::Operator), everyone);
+        let admin: Vec<&str> = everyone.iter().copied().chain(["users", "tokens", "audit"]).collect();
+        assert_eq!(keys(Role::Admin), admin);
+    }
+
+    #[test]
+    fn exactly_the_active_entry_is_current() {
+        let nav = nav_for(Role::Admin, "orders");
+        let current: Vec<&NavEntry> = nav.iter().filter(|e| e.current).collect();
+        assert_eq!(current.len(), 1);
+        assert_eq!((current[0].href, current[0].label), ("/admin/orders", "订单"));
+        assert!(nav_for(Role::Admin, "").iter().all(|e| !e.current), "the password page marks none");
+        // An admin-only page seen by a viewer cannot happen (the handler refuses), but marks nothing.
+        assert!(nav_for(Role::Viewer, "users").iter().all(|e| !e.current));
+    }
+
+    #[test]
+    fn keys_and_links_are_unique() {
+        let keys: std::collections::BTreeSet<&str> = NAV.iter().map(|e| e.0).collect();
+        let hrefs: std::collections::BTreeSet<&str> = NAV.iter().map(|e| e.1).collect();
+        assert_eq!((keys.len(), hrefs.len()), (NAV.len(), NAV.len()));
     }
 }
