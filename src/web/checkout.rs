@@ -38,7 +38,7 @@ struct PayPage<'a> {
     order: &'a Order,
     amount: String,
     bridge_script: Option<String>,
-    version: &'static str,
+    version: crate::web::assets::Assets,
 }
 
 #[derive(Template)]
@@ -49,7 +49,7 @@ struct OpenInWeChatPage<'a> {
     amount: String,
     link: String,
     qr_svg: String,
-    version: &'static str,
+    version: crate::web::assets::Assets,
 }
 
 #[derive(Template)]
@@ -59,7 +59,7 @@ struct DonePage<'a> {
     order: &'a Order,
     amount: String,
     paid: bool,
-    version: &'static str,
+    version: crate::web::assets::Assets,
 }
 
 type Page = Either<RawHtml<String>, Redirect>;

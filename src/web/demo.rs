@@ -45,7 +45,7 @@ struct ShopPage<'a> {
     merchant: &'a str,
     products: Vec<ProductView>,
     csrf: String,
-    version: &'static str,
+    version: crate::web::assets::Assets,
 }
 
 #[get("/")]

@@ -28,7 +28,7 @@ struct LoginPage {
     csrf: String,
     next: String,
     error: Option<String>,
-    version: &'static str,
+    version: crate::web::assets::Assets,
 }
 
 /// Only local admin paths are followed after sign-in (no open redirect).
