@@ -9,7 +9,7 @@ use rocket::{State, post, routes};
 use super::login::CsrfOnly;
 use super::messages::{self, FlashKind};
 use super::order_detail::checked_no;
-use super::session::{Admin, AdminForm, CsrfField, Operator};
+use super::session::{AdminForm, CsrfField, Operator, Refunder};
 use crate::domain::Fen;
 use crate::error::AppError;
 use crate::payments::Payments;
@@ -81,12 +81,12 @@ pub fn parse_amount(input: &str) -> Option<Fen> {
 
 #[post("/admin/orders/<no>/refund", data = "<form>")]
 async fn post_refund(
-    admin: Admin,
+    refunder: Refunder,
     no: &str,
     form: AdminForm<RefundForm>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = admin.0;
+    let staff = refunder.0;
     let no = checked_no(no)?.to_owned();
     let form = form.0;
     let refuse = |m: String| Ok(Flash::error(to_order(&no), m));
@@ -107,13 +107,13 @@ async fn post_refund(
 
 #[post("/admin/orders/<no>/refunds/<out_refund_no>/retry", data = "<_form>")]
 async fn post_refund_retry(
-    admin: Admin,
+    refunder: Refunder,
     no: &str,
     out_refund_no: &str,
     _form: AdminForm<CsrfOnly>,
     payments: &State<Payments>,
 ) -> Result<Flash<Redirect>, AppError> {
-    let staff = admin.0;
+    let staff = refunder.0;
     let no = checked_no(no)?.to_owned();
     if !is_valid_merchant_no(out_refund_no, 64) {
         return Err(AppError::NotFound("refund"));

@@ -11,7 +11,7 @@ use rocket::{Request, async_trait};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::domain::{Actor, Role, StaffUser};
+use crate::domain::{Actor, Permission, Role, StaffUser};
 use crate::payments::Payments;
 use crate::staff::Accounts;
 use crate::wxpay::nonce::random_alphanumeric;
@@ -47,8 +47,8 @@ pub struct Staff {
 }
 
 impl Staff {
-    pub fn can(&self, role: Role) -> bool {
-        self.role >= role
+    pub fn may(&self, what: Permission) -> bool {
+        self.role.may(what)
     }
 
     /// This staff member as the author of an action, for the use case to audit.
@@ -127,9 +127,13 @@ async fn load(req: &Request<'_>) -> Result<Staff, NoSession> {
 #[derive(Clone)]
 struct CachedResult(Result<Staff, NoSession>);
 
-fn outcome<T>(result: Result<Staff, NoSession>, role: Role, wrap: impl FnOnce(Staff) -> T) -> Outcome<T, NoSession> {
+fn outcome<T>(
+    result: Result<Staff, NoSession>,
+    needs: Permission,
+    wrap: impl FnOnce(Staff) -> T,
+) -> Outcome<T, NoSession> {
     match result {
-        Ok(staff) if staff.can(role) => Outcome::Success(wrap(staff)),
+        Ok(staff) if staff.may(needs) => Outcome::Success(wrap(staff)),
         Ok(_) => Outcome::Error((Status::Forbidden, NoSession::SignIn)),
         Err(NoSession::SignIn) => Outcome::Error((Status::Unauthorized, NoSession::SignIn)),
         Err(NoSession::ChangePassword) => Outcome::Error((Status::PreconditionRequired, NoSession::ChangePassword)),
@@ -145,7 +149,7 @@ impl<'r> FromRequest<'r> for Staff {
     type Error = NoSession;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, NoSession> {
-        outcome(session(req).await, Role::Viewer, |s| s)
+        outcome(session(req).await, Permission::Read, |s| s)
     }
 }
 
@@ -157,7 +161,7 @@ impl<'r> FromRequest<'r> for Operator {
     type Error = NoSession;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, NoSession> {
-        outcome(session(req).await, Role::Operator, Operator)
+        outcome(session(req).await, Permission::Operate, Operator)
     }
 }
 
@@ -169,7 +173,19 @@ impl<'r> FromRequest<'r> for Admin {
     type Error = NoSession;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, NoSession> {
-        outcome(session(req).await, Role::Admin, Admin)
+        outcome(session(req).await, Permission::Administer, Admin)
+    }
+}
+
+/// A signed-in staff member who may refund.
+pub struct Refunder(pub Staff);
+
+#[async_trait]
+impl<'r> FromRequest<'r> for Refunder {
+    type Error = NoSession;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, NoSession> {
+        outcome(session(req).await, Permission::Refund, Refunder)
     }
 }
 
