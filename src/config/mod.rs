@@ -93,6 +93,11 @@ impl AppConfig {
         })
     }
 
+    /// Whether the public origin is https: cookies are then `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_base_url.starts_with("https://")
+    }
+
     pub fn notify_url(&self) -> String {
         format!("{}/wechat/notify", self.public_base_url)
     }

@@ -1,44 +1,28 @@
 //! Reconciliation against WeChat's T+1 bill: where the run of one Beijing date stands, the
 //! figures it stores, and the differences (findings) it records.
 
+use crate::domain::vocab::string_enum;
 use chrono::NaiveDateTime;
 
-/// Where the reconciliation of one date stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RunState {
-    /// Known (due, or asked for) but not started.
-    Pending,
-    /// An instance holds the lease and is working on it (or crashed; the lease then runs out).
-    Running,
-    /// WeChat is still generating the bill ("Bill Creating"); retried at `next_attempt_at`.
-    Waiting,
-    /// The download or the bill failed; retried at `next_attempt_at`.
-    Failed,
-    /// "No Bill Exist": no trade at WeChat that day; local payments of the day were still checked.
-    NoBill,
-    /// Compared; the figures and findings are final.
-    Done,
+string_enum! {
+    /// Where the reconciliation of one date stands.
+    pub enum RunState {
+        /// Known (due, or asked for) but not started.
+        Pending = "PENDING",
+        /// An instance holds the lease and is working on it (or crashed; the lease then runs out).
+        Running = "RUNNING",
+        /// WeChat is still generating the bill ("Bill Creating"); retried at `next_attempt_at`.
+        Waiting = "WAITING",
+        /// The download or the bill failed; retried at `next_attempt_at`.
+        Failed = "FAILED",
+        /// "No Bill Exist": no trade at WeChat that day; local payments of the day were still checked.
+        NoBill = "NO_BILL",
+        /// Compared; the figures and findings are final.
+        Done = "DONE",
+    }
 }
 
 impl RunState {
-    pub const ALL: [RunState; 6] =
-        [RunState::Pending, RunState::Running, RunState::Waiting, RunState::Failed, RunState::NoBill, RunState::Done];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Pending => "PENDING",
-            RunState::Running => "RUNNING",
-            RunState::Waiting => "WAITING",
-            RunState::Failed => "FAILED",
-            RunState::NoBill => "NO_BILL",
-            RunState::Done => "DONE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RunState> {
-        RunState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// A finished date: the scheduler does not take it up again (staff still may).
     pub fn is_final(self) -> bool {
         matches!(self, RunState::Done | RunState::NoBill)

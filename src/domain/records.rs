@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use super::vocab::{AuditAction, ExceptionKind, NotifyKind, NotifyVerdict, TimelineKind};
+use super::vocab::{NotifyKind, TimelineKind};
 
 /// One thing that happened to an order (`order_events`), oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,10 +50,6 @@ impl NotifyRecord {
     pub fn kind(&self) -> Option<NotifyKind> {
         NotifyKind::parse(&self.kind)
     }
-
-    pub fn verdict(&self) -> Option<NotifyVerdict> {
-        NotifyVerdict::parse(&self.verdict)
-    }
 }
 
 /// A situation waiting for a person, and how it was resolved.
@@ -69,12 +65,6 @@ pub struct ExceptionRecord {
     pub resolved_at: Option<NaiveDateTime>,
     pub resolved_by: Option<String>,
     pub resolution_note: Option<String>,
-}
-
-impl ExceptionRecord {
-    pub fn kind(&self) -> Option<ExceptionKind> {
-        ExceptionKind::parse(&self.kind)
-    }
 }
 
 /// Which exceptions a list shows.
@@ -103,12 +93,6 @@ pub struct AuditRecord {
     pub target: Option<String>,
     pub detail: String,
     pub remote_addr: Option<String>,
-}
-
-impl AuditRecord {
-    pub fn action(&self) -> Option<AuditAction> {
-        AuditAction::parse(&self.action)
-    }
 }
 
 /// What the audit page filters on; each is an exact match.

@@ -3,6 +3,7 @@
 //! the order's reserved and refunded amounts. The guarded UPDATE in `db::refunds` applies a
 //! transition only while the refund is still in its `from` state.
 
+use crate::domain::vocab::string_enum;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::vocab::TimelineKind;
@@ -12,58 +13,30 @@ use crate::wxpay::money::Fen;
 /// process died); it may be sent again. Longer than the client's retries of one call.
 pub const SEND_STALE_AFTER: Duration = Duration::seconds(120);
 
-/// Where a refund stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RefundState {
-    /// Recorded and reserved; WeChat has not (yet) confirmed it accepted the request. Safe to send
-    /// again with the same `out_refund_no`.
-    Pending,
-    /// WeChat accepted it; the outcome comes from refundquery or the refund notify.
-    Processing,
-    /// The money went back to the shopper.
-    Success,
-    /// WeChat could not pay it out (e.g. a cancelled card): the money went back to the merchant
-    /// account and staff must settle it offline. The amount stays reserved.
-    Change,
-    /// WeChat closed the refund; nothing was paid and the reservation is released.
-    Closed,
-    /// Refused by WeChat (or reported FAIL); nothing was paid and the reservation is released.
-    Failed,
+string_enum! {
+    /// Where a refund stands.
+    pub enum RefundState {
+        /// Recorded and reserved; WeChat has not (yet) confirmed it accepted the request. Safe to send
+        /// again with the same `out_refund_no`.
+        Pending = "PENDING",
+        /// WeChat accepted it; the outcome comes from refundquery or the refund notify.
+        Processing = "PROCESSING",
+        /// The money went back to the shopper.
+        Success = "SUCCESS",
+        /// WeChat could not pay it out (e.g. a cancelled card): the money went back to the merchant
+        /// account and staff must settle it offline. The amount stays reserved.
+        Change = "CHANGE",
+        /// WeChat closed the refund; nothing was paid and the reservation is released.
+        Closed = "CLOSED",
+        /// Refused by WeChat (or reported FAIL); nothing was paid and the reservation is released.
+        Failed = "FAILED",
+    }
 }
 
 impl RefundState {
-    pub const ALL: [RefundState; 6] = [
-        RefundState::Pending,
-        RefundState::Processing,
-        RefundState::Success,
-        RefundState::Change,
-        RefundState::Closed,
-        RefundState::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefundState::Pending => "PENDING",
-            RefundState::Processing => "PROCESSING",
-            RefundState::Success => "SUCCESS",
-            RefundState::Change => "CHANGE",
-            RefundState::Closed => "CLOSED",
-            RefundState::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<RefundState> {
-        RefundState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Whether the refund still holds part of the order's refundable amount.
     pub fn holds_reservation(self) -> bool {
         !matches!(self, RefundState::Closed | RefundState::Failed)
-    }
-
-    /// Whether WeChat may still report an outcome (what a re-query or refund sync asks about).
-    pub fn is_unsettled(self) -> bool {
-        matches!(self, RefundState::Pending | RefundState::Processing)
     }
 }
 

@@ -1,33 +1,22 @@
 //! Staff accounts: roles, what each role may do, and an account's lockout rule.
 
+use crate::domain::vocab::string_enum;
 use chrono::{DateTime, Utc};
 
-/// What a staff member may do. Each role includes the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub enum Role {
-    /// Reads everything except users, tokens and the audit log.
-    Viewer,
-    /// Also re-queries, closes orders, re-processes notifies, resolves exceptions.
-    Operator,
-    /// Also refunds, manages users and API tokens, reads the audit log.
-    Admin,
+string_enum! {
+    /// What a staff member may do. Each role includes the ones before it.
+    #[derive(PartialOrd, Ord, serde::Serialize)]
+    pub enum Role {
+        /// Reads everything except users, tokens and the audit log.
+        Viewer = "viewer",
+        /// Also re-queries, closes orders, re-processes notifies, resolves exceptions.
+        Operator = "operator",
+        /// Also refunds, manages users and API tokens, reads the audit log.
+        Admin = "admin",
+    }
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-
     /// Whether this role may do `what`.
     pub fn may(self, what: Permission) -> bool {
         self >= what.needs()

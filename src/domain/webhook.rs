@@ -15,30 +15,15 @@ string_enum! {
     }
 }
 
-/// Where an event is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WebhookState {
-    /// Waiting for its next attempt (`next_attempt_at`).
-    Pending,
-    /// A reply in 2xx was received.
-    Delivered,
-    /// Every attempt of the schedule failed; it stays until re-sent by staff.
-    Failed,
-}
-
-impl WebhookState {
-    pub const ALL: [WebhookState; 3] = [WebhookState::Pending, WebhookState::Delivered, WebhookState::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookState::Pending => "PENDING",
-            WebhookState::Delivered => "DELIVERED",
-            WebhookState::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<WebhookState> {
-        WebhookState::ALL.into_iter().find(|w| w.as_str() == s)
+string_enum! {
+    /// Where an event is in its life.
+    pub enum WebhookState {
+        /// Waiting for its next attempt (`next_attempt_at`).
+        Pending = "PENDING",
+        /// A reply in 2xx was received.
+        Delivered = "DELIVERED",
+        /// Every attempt of the schedule failed; it stays until re-sent by staff.
+        Failed = "FAILED",
     }
 }
 

@@ -48,4 +48,9 @@ impl Payments {
         let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone());
         Payments { db, gateway, merchant, config, notify_writer, outbox }
     }
+
+    /// Whether the database answers, for the health endpoint.
+    pub async fn check_database(&self) -> Result<(), crate::db::DbError> {
+        self.db.read(crate::db::ping).await
+    }
 }

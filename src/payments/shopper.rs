@@ -2,7 +2,7 @@
 //! across every instance.
 
 use super::Payments;
-use crate::db::{DbError, oauth_states};
+use crate::db::oauth_states;
 use crate::error::AppError;
 use crate::wxpay::oauth::OAuthClient;
 
@@ -32,10 +32,5 @@ impl Payments {
         }
         let Some(code) = code.filter(|c| !c.is_empty()) else { return Ok(ShopperSignIn::NoCode) };
         Ok(ShopperSignIn::Openid(oauth.exchange_code(code).await?.openid))
-    }
-
-    /// Whether the database answers, for the health endpoint.
-    pub async fn check_database(&self) -> Result<(), DbError> {
-        self.db.read(crate::db::ping).await
     }
 }

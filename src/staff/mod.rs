@@ -30,6 +30,6 @@ impl Accounts {
 
     /// Whether cookies must be `Secure`: the public origin is https.
     pub fn secure_cookies(&self) -> bool {
-        self.config.public_base_url.starts_with("https://")
+        self.config.is_https()
     }
 }

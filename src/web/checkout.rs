@@ -75,10 +75,6 @@ fn remembered_openid(cookies: &CookieJar<'_>, appid: &str) -> Option<String> {
     (cookie_appid == appid && !openid.is_empty()).then(|| openid.to_owned())
 }
 
-fn secure(config: &AppConfig) -> bool {
-    config.public_base_url.starts_with("https://")
-}
-
 #[get("/pay/<out_trade_no>")]
 async fn get_checkout(
     out_trade_no: &str,
@@ -106,7 +102,7 @@ async fn get_checkout(
         let mut cookie = Cookie::new(NONCE_COOKIE, nonce);
         cookie.set_same_site(SameSite::Lax);
         cookie.set_http_only(true);
-        cookie.set_secure(secure(config));
+        cookie.set_secure(config.is_https());
         cookie.set_path("/pay");
         cookies.add_private(cookie);
         let url = authorize_url(&config.wechat.open_base, &config.wechat.appid, &config.oauth_callback_url(), &state)?;
@@ -144,7 +140,7 @@ async fn get_oauth_callback(
     let mut cookie = Cookie::new(OPENID_COOKIE, format!("{}:{}", config.wechat.appid, openid));
     cookie.set_same_site(SameSite::Lax);
     cookie.set_http_only(true);
-    cookie.set_secure(secure(config));
+    cookie.set_secure(config.is_https());
     cookie.set_path("/");
     cookie.set_max_age(rocket::time::Duration::days(30));
     cookies.add_private(cookie);

@@ -6,7 +6,7 @@
 //! event carries its [`PaymentFacts`], and the amount check is part of the transition, so no
 //! caller can record a payment without it.
 
-use std::fmt;
+use crate::domain::vocab::string_enum;
 
 use chrono::{DateTime, Utc};
 
@@ -14,49 +14,27 @@ use super::Order;
 use crate::domain::vocab::{TimelineKind, TimelineSource};
 use crate::wxpay::money::Fen;
 
-/// Where an order stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OrderState {
-    /// Created by the merchant; no prepay yet.
-    Created,
-    /// A prepay was issued; the shopper may be paying.
-    Paying,
-    /// WeChat confirmed the payment.
-    Paid,
-    /// Closed (expired, cancelled, or closed at WeChat). A payment may still arrive: see
-    /// [`Transition::paid_after_close`].
-    Closed,
-    /// WeChat reported the payment failed; the shopper may try again.
-    PayError,
+string_enum! {
+    /// Where an order stands.
+    pub enum OrderState {
+        /// Created by the merchant; no prepay yet.
+        Created = "CREATED",
+        /// A prepay was issued; the shopper may be paying.
+        Paying = "PAYING",
+        /// WeChat confirmed the payment.
+        Paid = "PAID",
+        /// Closed (expired, cancelled, or closed at WeChat). A payment may still arrive: see
+        /// [`Transition::paid_after_close`].
+        Closed = "CLOSED",
+        /// WeChat reported the payment failed; the shopper may try again.
+        PayError = "PAYERROR",
+    }
 }
 
 impl OrderState {
-    pub const ALL: [OrderState; 5] =
-        [OrderState::Created, OrderState::Paying, OrderState::Paid, OrderState::Closed, OrderState::PayError];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderState::Created => "CREATED",
-            OrderState::Paying => "PAYING",
-            OrderState::Paid => "PAID",
-            OrderState::Closed => "CLOSED",
-            OrderState::PayError => "PAYERROR",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<OrderState> {
-        OrderState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Whether the shopper can still pay this order.
     pub fn is_payable(self) -> bool {
         matches!(self, OrderState::Created | OrderState::Paying | OrderState::PayError)
-    }
-}
-
-impl fmt::Display for OrderState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
