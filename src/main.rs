@@ -71,7 +71,7 @@ async fn serve() -> Result<(), String> {
 
 fn migrate() -> Result<(), String> {
     let config = AppConfig::load(&rocket::Config::figment()).map_err(|e| e.to_string())?;
-    let applied = db::migrate::run_pending(&config.database_url).map_err(|e| e.to_string())?;
+    let applied = db::migrate::run_pending(config.database_url.expose()).map_err(|e| e.to_string())?;
     if applied.is_empty() {
         println!("database is up to date");
     } else {
@@ -84,8 +84,8 @@ fn migrate() -> Result<(), String> {
 
 fn create_admin(username: &str, password_stdin: bool) -> Result<(), String> {
     let config = AppConfig::load(&rocket::Config::figment()).map_err(|e| e.to_string())?;
-    let database = db::Db::connect(&config.database_url, 2).map_err(|e| e.to_string())?;
-    db::migrate::run_pending(&config.database_url).map_err(|e| e.to_string())?;
+    let database = db::Db::connect(config.database_url.expose(), 2).map_err(|e| e.to_string())?;
+    db::migrate::run_pending(config.database_url.expose()).map_err(|e| e.to_string())?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;

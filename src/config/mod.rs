@@ -3,9 +3,10 @@
 //!
 //! `raw` reads the settings as given, `secret` holds secrets, and validation goes step by step:
 //! the merchant credentials and simulator mode (`wechat`), the URL rules (`urls`), the
-//! checkout's own limits (here), the background jobs (`jobs`).
+//! checkout's own limits (here), the background jobs (`jobs`), the trusted proxies (`proxy`).
 
 mod jobs;
+mod proxy;
 mod raw;
 mod secret;
 mod urls;
@@ -17,8 +18,9 @@ use rocket::figment::Figment;
 use thiserror::Error;
 
 pub use jobs::JobsSettings;
+pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};
-pub use secret::Secret;
+pub use secret::{DatabaseUrl, Secret};
 pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_url_problem};
 pub use wechat::WechatSettings;
 
@@ -41,7 +43,7 @@ fn invalid(var: &'static str, problem: impl Into<String>) -> ConfigError {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// Origin without trailing slash; notify_url, OAuth redirects and checkout links derive from it.
     pub public_base_url: String,
     pub merchant_name: String,
@@ -56,6 +58,8 @@ pub struct AppConfig {
     pub admin_username: Option<String>,
     pub admin_password: Option<Secret>,
     pub jobs: JobsSettings,
+    /// Which peers may tell us the client's address, and in which header.
+    pub proxy: ProxySettings,
 }
 
 impl AppConfig {
@@ -73,10 +77,11 @@ impl AppConfig {
     /// a configuration with several problems always names the same one.
     pub fn validate(raw: RawSettings) -> Result<AppConfig, ConfigError> {
         let public_base_url = urls::validate_base("PUBLIC_BASE_URL", &raw.public_base_url)?;
-        let simulator = wechat::simulator_mode(&raw)?;
+        let simulator = wechat::simulator_mode(&raw, &public_base_url)?;
         let wechat = WechatSettings::from_raw(&raw, simulator, &public_base_url)?;
         check_checkout_limits(&raw)?;
         let jobs = JobsSettings::from_raw(&raw)?;
+        let proxy = ProxySettings::from_raw(&raw)?;
         Ok(AppConfig {
             database_url: raw.database_url,
             public_base_url,
@@ -90,6 +95,7 @@ impl AppConfig {
             admin_username: raw.admin_username,
             admin_password: raw.admin_password,
             jobs,
+            proxy,
         })
     }
 
@@ -124,7 +130,7 @@ fn check_checkout_limits(raw: &RawSettings) -> Result<(), ConfigError> {
     if !(60..=7 * 24 * 3600).contains(&raw.default_expires_in_seconds) {
         return Err(invalid("DEFAULT_EXPIRES_IN_SECONDS", "must be between 60 and 604800"));
     }
-    if raw.database_url.trim().is_empty() {
+    if raw.database_url.expose().trim().is_empty() {
         return Err(invalid("DATABASE_URL", "must not be empty"));
     }
     if let Some(token) = &raw.api_token

@@ -8,13 +8,16 @@ use rocket::figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
 
 use super::secret::{FILE_SECRETS, read_secret_file};
-use super::{ConfigError, Secret};
+use super::{ConfigError, DatabaseUrl, Secret};
 
 /// The raw settings as read; every field is documented in README.md and `.env.example`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RawSettings {
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
+    /// Rocket's own listen address (`ROCKET_ADDRESS`); read here only to decide whether the
+    /// simulator may switch on by itself.
+    pub address: Option<String>,
     pub public_base_url: String,
     pub merchant_name: String,
     pub wechat_appid: Option<String>,
@@ -46,12 +49,15 @@ pub struct RawSettings {
     pub webhook_secret: Option<Secret>,
     pub webhook_schedule: String,
     pub instance_id: Option<String>,
+    pub trusted_proxy: Option<String>,
+    pub client_ip_header: String,
 }
 
 impl Default for RawSettings {
     fn default() -> Self {
         RawSettings {
-            database_url: "data/wechat-checkout.sqlite".into(),
+            database_url: DatabaseUrl::new("data/wechat-checkout.sqlite"),
+            address: None,
             public_base_url: "http://127.0.0.1:8000".into(),
             merchant_name: "演示商户".into(),
             wechat_appid: None,
@@ -83,6 +89,8 @@ impl Default for RawSettings {
             webhook_secret: None,
             webhook_schedule: "10s,30s,2m,10m,30m,1h,3h,6h,12h,24h".into(),
             instance_id: None,
+            trusted_proxy: None,
+            client_ip_header: "X-Real-IP".into(),
         }
     }
 }
@@ -121,6 +129,8 @@ pub const ENV_KEYS: &[&str] = &[
     "WEBHOOK_SECRET",
     "WEBHOOK_SCHEDULE",
     "INSTANCE_ID",
+    "TRUSTED_PROXY",
+    "CLIENT_IP_HEADER",
 ];
 
 /// Settings that are numbers; every other variable is text.

@@ -67,3 +67,80 @@ fn each_missing_or_malformed_credential_is_named() {
         assert!(msg.starts_with(var), "{var}: {msg}");
     }
 }
+
+#[test]
+fn the_simulator_switches_on_by_itself_only_on_loopback() {
+    let on = |address: Option<&str>, base: &str| RawSettings {
+        address: address.map(str::to_owned),
+        public_base_url: base.into(),
+        ..RawSettings::default()
+    };
+    for (address, base) in [
+        (None, "http://127.0.0.1:8000"),
+        (Some("127.0.0.1"), "http://localhost:8000"),
+        (Some("::1"), "http://[::1]:8000"),
+    ] {
+        assert!(AppConfig::validate(on(address, base)).unwrap().simulator, "{address:?} {base}");
+    }
+    for (address, base) in [
+        (Some("0.0.0.0"), "http://127.0.0.1:8000"),
+        (Some("192.168.1.5"), "http://127.0.0.1:8000"),
+        (None, "https://pay.shop.example"),
+        (Some("0.0.0.0"), "https://pay.shop.example"),
+    ] {
+        let msg = problem(on(address, base));
+        assert!(msg.starts_with("SIMULATOR"), "{msg}");
+        for named in ["SIMULATOR=on", "WECHAT_APPID", "WECHAT_MCH_ID", "WECHAT_API_KEY", "WECHAT_APP_SECRET"] {
+            assert!(msg.contains(named), "{address:?} {base}: {msg}");
+        }
+    }
+    // Asked for explicitly, it runs anywhere: a public demo is a choice, not an accident.
+    let public = RawSettings { simulator: Some("on".into()), ..on(Some("0.0.0.0"), "https://demo.shop.example") };
+    assert!(AppConfig::validate(public).unwrap().simulator);
+}
+
+#[test]
+fn the_simulator_is_refused_beside_real_credentials() {
+    let mut raw = real();
+    raw.simulator = Some("on".into());
+    let msg = problem(raw);
+    assert!(msg.starts_with("SIMULATOR: SIMULATOR=on cannot be combined with real credentials"), "{msg}");
+    // The demo merchant's own values are not real credentials.
+    let demo = RawSettings {
+        simulator: Some("on".into()),
+        wechat_appid: Some(crate::wxpay::demo::DEMO_APPID.into()),
+        wechat_api_key: Some(Secret::new(crate::wxpay::demo::DEMO_API_KEY)),
+        ..RawSettings::default()
+    };
+    assert!(AppConfig::validate(demo).unwrap().simulator);
+    for only in ["appid", "key"] {
+        let mut raw = RawSettings { simulator: Some("on".into()), ..RawSettings::default() };
+        match only {
+            "appid" => raw.wechat_appid = Some("wx2421b1c4370ec43b".into()),
+            _ => raw.wechat_api_key = Some(Secret::new("a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5")),
+        }
+        assert!(problem(raw).contains("cannot be combined with real credentials"), "{only}");
+    }
+}
+
+#[test]
+fn debug_output_redacts_every_secret() {
+    let raw = RawSettings {
+        database_url: DatabaseUrl::new("postgres://shop:db-pass-123@db/pay"),
+        api_token: Some(Secret::new("api-token-0123456789abcdefgh")),
+        webhook_secret: Some(Secret::new("whsec-0123456789abcdef")),
+        admin_password: Some(Secret::new("admin-pass-0123")),
+        ..real()
+    };
+    let printed = format!("{raw:?} {:?}", AppConfig::validate(raw.clone()).unwrap());
+    for secret in [
+        "db-pass-123",
+        "api-token-0123456789abcdefgh",
+        "whsec-0123456789abcdef",
+        "admin-pass-0123",
+        "192006250b4c09247ec02edce69f6a2d",
+        "0123456789abcdef0123456789abcdef",
+    ] {
+        assert!(!printed.contains(secret), "{secret} printed");
+    }
+}

@@ -26,18 +26,73 @@ pub struct WechatSettings {
     pub cert_p12: Option<PathBuf>,
 }
 
-/// Whether the simulator stands in for WeChat: as `SIMULATOR` says, or, when it says `auto` or
-/// nothing, exactly when no credential is given.
-pub(super) fn simulator_mode(raw: &RawSettings) -> Result<bool, ConfigError> {
-    let credentials_given = raw.wechat_appid.is_some()
-        || raw.wechat_mch_id.is_some()
-        || raw.wechat_api_key.is_some()
-        || raw.wechat_app_secret.is_some();
+/// The one message for a server that would have to guess: no credentials and not on loopback.
+pub(super) const NO_CREDENTIALS: &str = "no WeChat Pay credentials are set and the server is not on a loopback address: \
+set WECHAT_APPID, WECHAT_MCH_ID, WECHAT_API_KEY and WECHAT_APP_SECRET to take real payments, or SIMULATOR=on to \
+serve the simulator on purpose (no real money moves, and anyone can mark an order paid)";
+
+/// Whether the simulator stands in for WeChat.
+///
+/// `SIMULATOR=on` asks for it, and is refused beside real credentials: a real merchant must
+/// never be mounted next to a fake WeChat that anyone can drive. `off` never. Unset (or `auto`),
+/// it switches on by itself only for a demo nobody else can reach: no credential given, the
+/// server listening on a loopback address and `PUBLIC_BASE_URL` on loopback. On any other
+/// address an unset mode with no credentials refuses to start, since an env file that failed to
+/// load must not turn production into a simulator.
+pub(super) fn simulator_mode(raw: &RawSettings, public_base_url: &str) -> Result<bool, ConfigError> {
     match raw.simulator.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("") | Some("auto") => Ok(!credentials_given),
-        Some("on" | "true" | "1" | "yes") => Ok(true),
+        None | Some("") | Some("auto") if credentials_given(raw) => Ok(false),
+        None | Some("") | Some("auto") if listens_on_loopback(raw) && is_loopback_url(public_base_url) => Ok(true),
+        None | Some("") | Some("auto") => Err(invalid("SIMULATOR", NO_CREDENTIALS)),
+        Some("on" | "true" | "1" | "yes") => match real_credential(raw) {
+            Some(var) => Err(invalid(
+                "SIMULATOR",
+                format!(
+                    "SIMULATOR=on cannot be combined with real credentials ({var} is set): remove them, or set SIMULATOR=off"
+                ),
+            )),
+            None => Ok(true),
+        },
         Some("off" | "false" | "0" | "no") => Ok(false),
         Some(other) => Err(invalid("SIMULATOR", format!("must be on or off, not {other:?}"))),
+    }
+}
+
+fn credentials_given(raw: &RawSettings) -> bool {
+    raw.wechat_appid.is_some()
+        || raw.wechat_mch_id.is_some()
+        || raw.wechat_api_key.is_some()
+        || raw.wechat_app_secret.is_some()
+}
+
+/// The first credential that is set to something other than the simulator's public demo value.
+fn real_credential(raw: &RawSettings) -> Option<&'static str> {
+    let differs = |given: Option<&str>, demo: &str| given.is_some_and(|v| v != demo);
+    [
+        ("WECHAT_APPID", differs(raw.wechat_appid.as_deref(), DEMO_APPID)),
+        ("WECHAT_MCH_ID", differs(raw.wechat_mch_id.as_deref(), DEMO_MCH_ID)),
+        ("WECHAT_API_KEY", differs(raw.wechat_api_key.as_ref().map(Secret::expose), DEMO_API_KEY)),
+        ("WECHAT_APP_SECRET", differs(raw.wechat_app_secret.as_ref().map(Secret::expose), DEMO_APP_SECRET)),
+    ]
+    .into_iter()
+    .find_map(|(var, real)| real.then_some(var))
+}
+
+/// Rocket's listen address (its default is 127.0.0.1) is a loopback address.
+fn listens_on_loopback(raw: &RawSettings) -> bool {
+    match raw.address.as_deref() {
+        None => true,
+        Some(a) => a.trim().parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+    }
+}
+
+/// The URL's host is a loopback address or `localhost`.
+fn is_loopback_url(base: &str) -> bool {
+    match url::Url::parse(base).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 

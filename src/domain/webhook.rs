@@ -49,13 +49,16 @@ pub struct WebhookEvent {
 
 impl WebhookEvent {
     /// The exact body sent: the envelope around the stored `data`, keys in a fixed order.
-    pub fn body(&self) -> String {
+    /// `simulated` says whether the simulator stood in for WeChat, so a receiver can refuse
+    /// to ship goods for a payment that never happened.
+    pub fn body(&self, simulated: bool) -> String {
         let quote = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
         format!(
-            "{{\"id\":{},\"type\":{},\"created_at\":{},\"data\":{}}}",
+            "{{\"id\":{},\"type\":{},\"created_at\":{},\"simulated\":{},\"data\":{}}}",
             self.id,
             quote(&self.event_type),
             quote(&self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            simulated,
             self.payload
         )
     }
@@ -123,10 +126,11 @@ mod tests {
             created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             delivered_at: None,
         };
-        let v: serde_json::Value = serde_json::from_str(&event.body()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&event.body(true)).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"id": 7, "type": "order.paid", "created_at": "2023-11-14T22:13:20Z", "data": {"out_trade_no": "WC1"}})
+            serde_json::json!({"id": 7, "type": "order.paid", "created_at": "2023-11-14T22:13:20Z", "simulated": true, "data": {"out_trade_no": "WC1"}})
         );
+        assert!(event.body(false).contains(r#""simulated":false,"#));
     }
 }

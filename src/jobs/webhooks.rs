@@ -115,7 +115,7 @@ async fn attempt(ctx: &JobContext, http: &reqwest::Client, secret: &Secret, id: 
             return Some(false);
         }
     };
-    let body = event.body();
+    let body = event.body(ctx.payments.config.simulator);
     let attempted_at = crate::db::now();
     let started = Instant::now();
     let reply = send(http, secret, &event, body).await;

@@ -30,6 +30,8 @@ pub fn order_json(order: &Order, config: &AppConfig) -> Value {
         "expires_at": time(order.expires_at),
         "closed_at": order.closed_at.map(time),
         "webhook_url": order.webhook_url,
+        // Stripe's `livemode`, inverted: a merchant's system can refuse to ship on a simulated payment.
+        "simulated": config.simulator,
     })
 }
 

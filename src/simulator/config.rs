@@ -99,6 +99,10 @@ pub struct SimulatorConfig {
     pub notify_timeout: Duration,
     /// When set, an OAuth `redirect_uri` must have exactly this host.
     pub oauth_domain: Option<String>,
+    /// When set (the simulator mounted inside the app), notifies go and OAuth redirects point
+    /// only to this origin: the mounted simulator is public, and must be neither a proxy into
+    /// the network nor an open redirect.
+    pub callback_origin: Option<String>,
     /// When set, the state is loaded from and saved to this JSON file.
     pub state_file: Option<PathBuf>,
     pub faults: Faults,
@@ -116,6 +120,7 @@ impl Default for SimulatorConfig {
             refund_settle_delay: Duration::from_secs(10),
             notify_timeout: Duration::from_secs(5),
             oauth_domain: None,
+            callback_origin: None,
             state_file: None,
             faults: Faults::default(),
             seed: None,
@@ -154,6 +159,16 @@ impl SimulatorConfig {
         Duration::try_from_secs_f64(d.as_secs_f64() * self.time_factor).unwrap_or(Duration::MAX)
     }
 
+    /// Whether a notify may be sent to, or a shopper redirected to, `url`: always, unless
+    /// [`callback_origin`](Self::callback_origin) is set and `url` is not on it.
+    pub(crate) fn allows_callback(&self, url: &str) -> bool {
+        let Some(allowed) = &self.callback_origin else { return true };
+        match (url::Url::parse(url), url::Url::parse(allowed)) {
+            (Ok(u), Ok(a)) => u.origin() == a.origin(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn merchant_for_appid(&self, appid: &str) -> Option<&SimMerchant> {
         self.merchants.iter().find(|m| m.appid == appid)
     }
@@ -181,6 +196,25 @@ mod tests {
         let partial: Faults = serde_json::from_str(r#"{"slow_ms": 5}"#).unwrap();
         assert_eq!(partial.slow_ms, 5);
         assert!(serde_json::from_str::<Faults>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_callback_origin_admits_only_itself() {
+        let open = SimulatorConfig::default();
+        assert!(open.allows_callback("http://10.0.0.1/anything"));
+        let mounted = SimulatorConfig { callback_origin: Some("https://pay.shop.example".into()), ..open };
+        assert!(mounted.allows_callback("https://pay.shop.example/wechat/notify"));
+        assert!(mounted.allows_callback("https://PAY.shop.example:443/pay/oauth/callback"));
+        for foreign in [
+            "http://pay.shop.example/wechat/notify",
+            "https://pay.shop.example:8443/wechat/notify",
+            "https://pay.shop.example.evil.example/n",
+            "https://evil.example/?https://pay.shop.example",
+            "http://169.254.169.254/latest/meta-data/",
+            "not a url",
+        ] {
+            assert!(!mounted.allows_callback(foreign), "{foreign}");
+        }
     }
 
     #[test]

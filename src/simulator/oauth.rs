@@ -86,6 +86,9 @@ pub(crate) fn authorize(
     {
         return page(Some(10003), "redirect_uri 参数错误");
     }
+    if !sim.config().allows_callback(redirect.as_str()) {
+        return page(Some(10003), "redirect_uri 参数错误");
+    }
     if response_type != Some("code") {
         return page(None, "response_type参数错误：必须为code");
     }

@@ -35,12 +35,16 @@ pub fn create_blocking(
 }
 
 /// At first start with no accounts: `ADMIN_USERNAME`/`ADMIN_PASSWORD` make the first admin;
-/// otherwise an `admin` account with a one-time password, printed once, that must be changed at
-/// first sign-in.
-pub fn bootstrap_first_admin(db: &Db, username: Option<&str>, password_text: Option<&str>) -> Result<(), AppError> {
+/// otherwise an `admin` account with a one-time password, returned to be handed over once, that
+/// must be changed at first sign-in.
+pub fn bootstrap_first_admin(
+    db: &Db,
+    username: Option<&str>,
+    password_text: Option<&str>,
+) -> Result<Option<OneTimeAdmin>, AppError> {
     let existing = db.write_blocking(|c| -> Result<i64, DbError> { staff::count(c) })?;
     if existing > 0 {
-        return Ok(());
+        return Ok(None);
     }
     // Instances started together all see no accounts; the one whose insert loses the race to the
     // same username leaves the account the other made.
@@ -56,20 +60,22 @@ pub fn bootstrap_first_admin(db: &Db, username: Option<&str>, password_text: Opt
             if raced(create_blocking(db, u, p, Role::Admin, false), u)? {
                 tracing::info!(username = u, "first admin account created from ADMIN_USERNAME");
             }
+            Ok(None)
         }
         _ => {
             let user = username.unwrap_or("admin");
             let one_time = random_alphanumeric(16);
             if !raced(create_blocking(db, user, &one_time, Role::Admin, true), user)? {
-                return Ok(());
+                return Ok(None);
             }
-            eprintln!(
-                "\n================================================================\n\
-                 Admin console: /admin   user: {user}\n\
-                 One-time password (shown only once, change it at first sign-in):\n\n    {one_time}\n\
-                 ================================================================\n"
-            );
+            Ok(Some(OneTimeAdmin { username: user.to_owned(), password: one_time }))
         }
     }
-    Ok(())
+}
+
+/// A first admin created with a generated one-time password, which the caller must hand to the
+/// operator once (and never log).
+pub struct OneTimeAdmin {
+    pub username: String,
+    pub password: String,
 }

@@ -32,4 +32,9 @@ impl Accounts {
     pub fn secure_cookies(&self) -> bool {
         self.config.is_https()
     }
+
+    /// Whether the simulator stands in for WeChat (the console shows a banner).
+    pub fn simulated(&self) -> bool {
+        self.config.simulator
+    }
 }

@@ -46,7 +46,10 @@ impl<'r> Responder<'r, 'static> for ApiError {
             502 => "gateway",
             _ => "internal",
         };
-        let body = json!({ "error": { "code": code, "message": self.0.public_message(), "field": field } });
+        let body = json!({
+            "error": { "code": code, "message": self.0.public_message(), "field": field },
+            "simulated": simulated(req),
+        });
         let mut res = Response::build_from(Json(body).respond_to(req)?);
         res.status(status);
         if status == Status::Unauthorized {
@@ -133,6 +136,12 @@ fn api_not_found() -> ApiError {
 }
 
 #[catch(default)]
-fn api_other(status: Status, _req: &Request<'_>) -> (Status, Json<Value>) {
-    (status, Json(json!({ "error": { "code": "http", "message": status.reason_lossy(), "field": null } })))
+fn api_other(status: Status, req: &Request<'_>) -> (Status, Json<Value>) {
+    let error = json!({ "code": "http", "message": status.reason_lossy(), "field": null });
+    (status, Json(json!({ "error": error, "simulated": simulated(req) })))
+}
+
+/// Whether this app runs in simulator mode: every API answer says so, errors included.
+fn simulated(req: &Request<'_>) -> bool {
+    req.rocket().state::<Payments>().is_some_and(|p| p.config.simulator)
 }

@@ -1,12 +1,13 @@
-//! Request guards describing the client: its IP (for `spbill_create_ip`) and whether it is the
-//! WeChat in-app browser.
+//! Request guards describing the client: its IP (for `spbill_create_ip`, sign-in limits and the
+//! audit log) and whether it is the WeChat in-app browser.
 
 use std::net::IpAddr;
 
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Request, async_trait};
 
-/// The client's IP, as Rocket determines it (honouring `ip_header` behind a proxy).
+/// The client's IP: the connection's peer, or what a trusted proxy says it is
+/// (`TRUSTED_PROXY`). A header from anyone else is ignored: clients can send any header.
 pub struct ClientIp(pub IpAddr);
 
 #[async_trait]
@@ -14,7 +15,17 @@ impl<'r> FromRequest<'r> for ClientIp {
     type Error = ();
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, ()> {
-        Outcome::Success(ClientIp(req.client_ip().unwrap_or(IpAddr::from([127, 0, 0, 1]))))
+        Outcome::Success(ClientIp(client_ip(req)))
+    }
+}
+
+/// The client's IP for `req` (see [`ClientIp`]).
+pub fn client_ip(req: &Request<'_>) -> IpAddr {
+    // Rocket's own `ip_header` is switched off at assembly, so `remote` is the socket peer.
+    let peer = req.remote().map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+    match req.rocket().state::<std::sync::Arc<crate::config::AppConfig>>() {
+        Some(config) => config.proxy.client_ip(peer, req.headers().get_one(&config.proxy.header)),
+        None => peer,
     }
 }
 

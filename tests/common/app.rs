@@ -278,7 +278,7 @@ impl TestApp {
     ) -> JobContext {
         let figment = tweak(test_figment(self.port(), &self.db.url()).merge(("instance_id", instance_id)));
         let config = AppConfig::from_figment(figment).unwrap();
-        let db = Db::connect(&config.database_url, 8).unwrap();
+        let db = Db::connect(config.database_url.expose(), 8).unwrap();
         let merchant = Merchant {
             appid: config.wechat.appid.clone(),
             mch_id: config.wechat.mch_id.clone(),

@@ -109,6 +109,9 @@ pub(crate) fn refund(sim: &Simulator, req: &ApiRequest) -> Result<BizFields, Biz
     if notify_url.as_deref().is_some_and(|u| validate_notify_url(u).is_err()) {
         return Err(param("notify_url参数格式错误：须为不带参数的绝对http(s)地址"));
     }
+    if notify_url.as_deref().is_some_and(|u| !sim.config().allows_callback(u)) {
+        return Err(param("notify_url参数错误：模拟器只向本应用自己的地址发送通知"));
+    }
     let min_interval = chrono::Duration::from_std(sim.config().refund_min_interval).unwrap_or(chrono::Duration::MAX);
     let (fields, created) = sim.write(|state| {
         let now = clock(state.clock_offset_ms);

@@ -218,6 +218,9 @@ pub(crate) fn handle(sim: &Simulator, req: &ApiRequest) -> Result<BizFields, Biz
     sim.write(|state| {
         let now = clock(state.clock_offset_ms);
         let new = validate(&req.fields, now)?;
+        if !sim.config().allows_callback(given(&req.fields, "notify_url").unwrap_or_default()) {
+            return Err(BizError::invalid("notify_url参数错误：模拟器只向本应用自己的地址发送通知"));
+        }
         let key = (req.merchant.mch_id.clone(), new.out_trade_no.clone());
         if let Some(existing) = state.orders.get_mut(&key) {
             match reentry(existing, &request, now) {

@@ -17,6 +17,8 @@ pub struct Chrome {
     pub flash: Option<(String, String)>,
     /// The content-hashed URLs of the stylesheets: `{{ chrome.version.url("css/admin.css") }}`.
     pub version: Assets,
+    /// Simulator mode: a banner on every page says no real money moves.
+    pub simulated: bool,
 }
 
 /// One entry of the navigation as a page shows it.
@@ -52,6 +54,7 @@ impl Chrome {
             active,
             flash: flash.map(|f| (f.kind().to_owned(), f.message().to_owned())),
             version: VERSION,
+            simulated: staff.simulated,
         }
     }
 

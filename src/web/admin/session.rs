@@ -44,6 +44,8 @@ pub struct Staff {
     pub role: Role,
     pub csrf: String,
     pub remote_addr: Option<String>,
+    /// The app runs in simulator mode: every page says so.
+    pub simulated: bool,
 }
 
 impl Staff {
@@ -119,7 +121,8 @@ async fn load(req: &Request<'_>) -> Result<Staff, NoSession> {
         username: user.username,
         role: user.role,
         csrf: session.csrf,
-        remote_addr: req.client_ip().map(|ip| ip.to_string()),
+        remote_addr: Some(crate::web::client::client_ip(req).to_string()),
+        simulated: accounts.simulated(),
     })
 }
 

@@ -92,7 +92,7 @@ fn href(state: Option<WebhookState>, order: Option<&str>, before: Option<i64>) -
     if q.is_empty() { "/admin/webhooks".into() } else { format!("/admin/webhooks?{q}") }
 }
 
-fn row(e: WebhookEvent, attempts: Vec<WebhookAttempt>, now: chrono::DateTime<chrono::Utc>) -> Row {
+fn row(e: WebhookEvent, attempts: Vec<WebhookAttempt>, now: chrono::DateTime<chrono::Utc>, simulated: bool) -> Row {
     let history = attempts
         .into_iter()
         .map(|a| AttemptView {
@@ -104,10 +104,10 @@ fn row(e: WebhookEvent, attempts: Vec<WebhookAttempt>, now: chrono::DateTime<chr
             snippet: a.response_snippet.unwrap_or_default(),
         })
         .collect();
-    let body = serde_json::from_str::<serde_json::Value>(&e.body())
+    let body = serde_json::from_str::<serde_json::Value>(&e.body(simulated))
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| e.body());
+        .unwrap_or_else(|| e.body(simulated));
     let in_flight = e.in_flight(now);
     Row {
         in_flight,
@@ -157,7 +157,7 @@ async fn get_webhooks(
         .into_iter()
         .map(|e| {
             let history = by_event.remove(&e.id).unwrap_or_default();
-            row(e, history, now)
+            row(e, history, now, payments.config.simulator)
         })
         .collect();
     let total: i64 = counts.iter().map(|(_, n)| n).sum();

@@ -10,7 +10,7 @@ use rocket::{Build, Rocket};
 use thiserror::Error;
 
 use crate::config::{AppConfig, ConfigError};
-use crate::db::{self, Db, DbError, tokens};
+use crate::db::{self, Db, DbError};
 use crate::payments::Payments;
 use crate::simulator::{self, SimMerchant, Simulator, SimulatorConfig};
 use crate::web;
@@ -18,6 +18,8 @@ use crate::web::oauth_state::StateSigner;
 use crate::wxpay::oauth::OAuthClient;
 use crate::wxpay::tls::ClientIdentity;
 use crate::wxpay::{GatewayConfig, HttpPayGateway, Merchant};
+
+mod first_start;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -52,8 +54,8 @@ pub fn build_payments(figment: &Figment) -> Result<Payments, StartError> {
 /// Connects and migrates the database and builds the clients every entry point needs.
 fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartError> {
     // Connecting first creates a new SQLite file (and its directory) in WAL mode.
-    let db = Db::connect(&config.database_url, config.db_pool_size)?;
-    let applied = db::migrate::run_pending(&config.database_url)?;
+    let db = Db::connect(config.database_url.expose(), config.db_pool_size)?;
+    let applied = db::migrate::run_pending(config.database_url.expose())?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "database migrated");
     }
@@ -77,17 +79,13 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartErro
 }
 
 fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartError> {
-    let figment = ensure_secret_key(figment)?;
+    // Rocket would believe `X-Real-IP` from any client; `web::client` reads it only from a
+    // `TRUSTED_PROXY`.
+    let figment = ensure_secret_key(figment)?.merge(("ip_header", false));
     let config = Arc::new(config);
     let (payments, oauth) = assemble(config.clone())?;
     let merchant = payments.merchant.clone();
-    bootstrap_api_token(&payments.db, &config)?;
-    crate::staff::accounts::bootstrap_first_admin(
-        &payments.db,
-        config.admin_username.as_deref(),
-        config.admin_password.as_ref().map(|p| p.expose()),
-    )
-    .map_err(|e| StartError::Other(format!("first admin account: {e}")))?;
+    first_start::bootstrap_credentials(&payments.db, &config)?;
 
     if config.simulator {
         print_simulator_banner(&config);
@@ -136,6 +134,7 @@ fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartErro
                 api_key: config.wechat.api_key.clone(),
                 app_secret: config.wechat.app_secret.expose().to_owned(),
             }],
+            callback_origin: Some(config.public_base_url.clone()),
             ..SimulatorConfig::default()
         })
         .map_err(|e| StartError::Other(e.to_string()))?;
@@ -195,34 +194,13 @@ fn ensure_secret_key(figment: Figment) -> Result<Figment, StartError> {
     Ok(figment.merge(rocket::figment::providers::Serialized::global("secret_key", key)))
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(content.as_bytes())
-}
-
-/// With no `API_TOKEN` and no token stored yet, makes one and shows it once.
-fn bootstrap_api_token(db: &Db, config: &AppConfig) -> Result<(), StartError> {
-    if config.api_token.is_some() {
-        return Ok(());
-    }
-    let mut conn = db.conn()?;
-    if tokens::count_active(&mut conn)? > 0 {
-        return Ok(());
-    }
-    let token = crate::wxpay::nonce::random_alphanumeric(40);
-    let hash = crate::domain::records::token_hash(&token);
-    tokens::insert(&mut conn, &tokens::NewToken { name: "initial", token_hash: &hash, created_at: db::now() })?;
-    eprintln!(
-        "\n================================================================\n\
-         Merchant API token (shown only once, store it now):\n\n    {token}\n\n\
-         Use it as:  Authorization: Bearer <token>\n\
-         ================================================================\n"
-    );
-    Ok(())
 }
 
 fn print_simulator_banner(config: &AppConfig) {
