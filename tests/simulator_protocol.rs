@@ -305,6 +305,18 @@ async fn bills_errors_and_a_successful_all_bill() {
     )
     .await;
     assert_eq!(result(&f), ("SUCCESS", "-"));
+    // The refund settles on a timer (10 ms at this speed); on a loaded machine it could settle
+    // between the two downloads below, which must see the same bill.
+    let mut settled = false;
+    for _ in 0..500 {
+        let q = call(&sim, "/pay/refundquery", &m, &[("out_refund_no", "BL1-R")]).await;
+        if q.get("refund_status_0") == Some("SUCCESS") {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(settled, "the refund settles");
     let d = time::format_bill_date(day);
     let next = time::format_bill_date(day.succ_opt().unwrap());
     let before = time::format_bill_date(day.pred_opt().unwrap());
