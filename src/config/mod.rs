@@ -19,7 +19,7 @@ use thiserror::Error;
 pub use jobs::JobsSettings;
 pub use raw::{ENV_KEYS, RawSettings};
 pub use secret::Secret;
-pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_url_problem};
+pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_host_refusal, webhook_url_problem};
 pub use wechat::WechatSettings;
 
 use crate::wxpay::Fen;

@@ -45,6 +45,7 @@ pub struct RawSettings {
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<Secret>,
     pub webhook_schedule: String,
+    pub webhook_allow_private: Option<String>,
     pub instance_id: Option<String>,
 }
 
@@ -82,6 +83,7 @@ impl Default for RawSettings {
             webhook_url: None,
             webhook_secret: None,
             webhook_schedule: "10s,30s,2m,10m,30m,1h,3h,6h,12h,24h".into(),
+            webhook_allow_private: None,
             instance_id: None,
         }
     }
@@ -120,6 +122,7 @@ pub const ENV_KEYS: &[&str] = &[
     "WEBHOOK_URL",
     "WEBHOOK_SECRET",
     "WEBHOOK_SCHEDULE",
+    "WEBHOOK_ALLOW_PRIVATE",
     "INSTANCE_ID",
 ];
 
