@@ -126,6 +126,8 @@ fn spawn(name: &str, db_url: &str, api_base: &str, sim_base: &str, webhook_url: 
         ("BILL_DIR", dir.join(format!("bills-{name}")).display().to_string()),
         ("WEBHOOK_URL", webhook_url.to_owned()),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        // The merchant endpoint listens on 127.0.0.1.
+        ("WEBHOOK_ALLOW_PRIVATE", "on".to_owned()),
         ("WEBHOOK_SCHEDULE", "200ms,500ms,1s,2s".to_owned()),
     ];
     Instance::spawn(name, db_url, api_base, sim_base, &extra, dir)

@@ -23,8 +23,11 @@ use wechat_checkout::simulator::Outcome;
 
 const SECRET: &str = "whsec-outbox-0123456789abcdef";
 
+/// Webhooks to a local URL, so private addresses are allowed.
 fn with_webhooks(f: Figment) -> Figment {
-    f.merge(("webhook_secret", SECRET)).merge(("webhook_url", "http://127.0.0.1:9/hooks"))
+    f.merge(("webhook_secret", SECRET))
+        .merge(("webhook_url", "http://127.0.0.1:9/hooks"))
+        .merge(("webhook_allow_private", "on"))
 }
 
 fn order_state(db: &Db, no: &str) -> OrderState {
@@ -91,6 +94,7 @@ async fn crash_between_commit_and_delivery(db: &TestDb, dir: &std::path::Path) {
             ("JOB_TICK_MS", "50".to_owned()),
             ("WEBHOOK_URL", endpoint.url("/hooks")),
             ("WEBHOOK_SECRET", SECRET.to_owned()),
+            ("WEBHOOK_ALLOW_PRIVATE", "on".to_owned()),
             ("WEBHOOK_SCHEDULE", "200ms,500ms,1s".to_owned()),
             ("BILL_DIR", dir.join("bills").display().to_string()),
             // Yesterday's bill is not what this test is about.

@@ -47,10 +47,11 @@ where
 }
 
 /// Jobs on with fast ticks and a fast schedule, signing with [`SECRET`], and `global` as
-/// `WEBHOOK_URL` when given.
+/// `WEBHOOK_URL` when given. The receivers listen on 127.0.0.1, so private addresses are allowed.
 fn webhook_settings(f: Figment, global: Option<String>) -> Figment {
     let f = f
         .merge(("jobs", "on"))
+        .merge(("webhook_allow_private", "on"))
         .merge(("job_tick_ms", 50))
         .merge(("webhook_secret", SECRET))
         .merge(("webhook_schedule", SCHEDULE));

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::urls::webhook_url_problem;
+use super::urls::{webhook_host_refusal, webhook_url_problem};
 use super::{ConfigError, RawSettings, Secret, invalid};
+use crate::domain::address::AddressPolicy;
 
 /// Settings of the background jobs (see `jobs/`).
 #[derive(Debug, Clone)]
@@ -23,6 +24,9 @@ pub struct JobsSettings {
     pub bill_dir: std::path::PathBuf,
     /// Where paid/refunded events go when an order names no URL of its own.
     pub webhook_url: Option<String>,
+    /// Which addresses webhooks may go to: public ones, and internal networks too with
+    /// `WEBHOOK_ALLOW_PRIVATE=on`.
+    pub webhook_addresses: AddressPolicy,
     pub webhook_secret: Option<Secret>,
     /// Delays between webhook delivery attempts.
     pub webhook_schedule: Vec<Duration>,
@@ -34,6 +38,7 @@ impl JobsSettings {
     /// The jobs' settings, checked in the order of their fields; out-of-range numbers are
     /// clamped rather than refused.
     pub(super) fn from_raw(raw: &RawSettings) -> Result<JobsSettings, ConfigError> {
+        let webhook_addresses = AddressPolicy { allow_private: allow_private(raw.webhook_allow_private.as_deref())? };
         Ok(JobsSettings {
             enabled: jobs_enabled(raw.jobs.as_deref())?,
             poll_schedule: parse_schedule("POLL_SCHEDULE", &raw.poll_schedule)?,
@@ -42,7 +47,8 @@ impl JobsSettings {
             reconcile_at: chrono::NaiveTime::parse_from_str(&raw.reconcile_at, "%H:%M")
                 .map_err(|_| invalid("RECONCILE_AT", "must be HH:MM (Beijing time), e.g. 10:30"))?,
             bill_dir: raw.bill_dir.clone().into(),
-            webhook_url: global_webhook_url(raw.webhook_url.as_deref())?,
+            webhook_url: global_webhook_url(raw.webhook_url.as_deref(), webhook_addresses)?,
+            webhook_addresses,
             webhook_secret: raw.webhook_secret.clone().filter(|s| !s.expose().is_empty()),
             webhook_schedule: parse_schedule("WEBHOOK_SCHEDULE", &raw.webhook_schedule)?,
             instance_id: raw
@@ -63,15 +69,32 @@ fn jobs_enabled(value: Option<&str>) -> Result<bool, ConfigError> {
     }
 }
 
-/// `WEBHOOK_URL`, where empty means none, under the same rule as an order's own webhook URL.
-fn global_webhook_url(value: Option<&str>) -> Result<Option<String>, ConfigError> {
-    match value.filter(|u| !u.is_empty()) {
-        Some(u) => match webhook_url_problem(u) {
-            Some(problem) => Err(invalid("WEBHOOK_URL", problem)),
-            None => Ok(Some(u.to_owned())),
-        },
-        None => Ok(None),
+/// `WEBHOOK_ALLOW_PRIVATE`: off unless switched on.
+fn allow_private(value: Option<&str>) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("" | "off" | "false" | "0" | "no") => Ok(false),
+        Some("on" | "true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(invalid("WEBHOOK_ALLOW_PRIVATE", format!("must be on or off, not {other:?}"))),
     }
+}
+
+/// `WEBHOOK_URL`, where empty means none, under the same rule as an order's own webhook URL. Its
+/// host is judged as written (an IP literal, `localhost`): a name is not looked up at start-up,
+/// and delivery checks every address it resolves to anyway.
+fn global_webhook_url(value: Option<&str>, addresses: AddressPolicy) -> Result<Option<String>, ConfigError> {
+    let Some(url) = value.filter(|u| !u.is_empty()) else { return Ok(None) };
+    if let Some(problem) = webhook_url_problem(url) {
+        return Err(invalid("WEBHOOK_URL", problem));
+    }
+    if let Some(refusal) = webhook_host_refusal(url, addresses) {
+        return Err(invalid(
+            "WEBHOOK_URL",
+            format!(
+                "{refusal}: webhooks go only to public addresses (WEBHOOK_ALLOW_PRIVATE=on allows private ones, for local testing)"
+            ),
+        ));
+    }
+    Ok(Some(url.to_owned()))
 }
 
 /// `5s,30s,1m` → durations (each 1 ms to 7 days).
@@ -85,5 +108,56 @@ fn parse_schedule(var: &'static str, value: &str) -> Result<Vec<Duration>, Confi
             Ok(v)
         }
         _ => Err(invalid(var, format!("{value:?} is not a list like 5s,30s,1m"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::AppConfig;
+    use super::*;
+
+    fn with(url: &str, allow: Option<&str>) -> Result<AppConfig, ConfigError> {
+        AppConfig::validate(RawSettings {
+            webhook_url: Some(url.into()),
+            webhook_allow_private: allow.map(str::to_owned),
+            ..RawSettings::default()
+        })
+    }
+
+    #[test]
+    fn a_global_webhook_url_to_an_internal_address_is_refused_at_start_up() {
+        for url in [
+            "http://127.0.0.1:9000/hooks",
+            "http://2130706433/hooks",
+            "http://10.0.0.7/hooks",
+            "https://[::ffff:192.168.0.1]/hooks",
+            "http://localhost:3000/hooks",
+            "http://[fd00::1]/hooks",
+        ] {
+            let e = with(url, None).unwrap_err().to_string();
+            assert!(e.starts_with("WEBHOOK_URL: ") && e.contains("WEBHOOK_ALLOW_PRIVATE=on"), "{url}: {e}");
+            let c = with(url, Some("on")).unwrap_or_else(|e| panic!("{url} with WEBHOOK_ALLOW_PRIVATE=on: {e}"));
+            assert_eq!(c.jobs.webhook_url.as_deref(), Some(url));
+            assert!(c.jobs.webhook_addresses.allow_private);
+        }
+        let e = with("http://10.0.0.7/hooks", None).unwrap_err().to_string();
+        assert!(e.contains("address 10.0.0.7 is private"), "{e}");
+        // The metadata service stays refused; a name is not looked up at start-up.
+        assert!(with("http://169.254.169.254/latest", Some("on")).is_err());
+        assert!(with("http://metadata.google.internal/", Some("on")).is_err());
+        let c = with("https://hooks.merchant.example/wechat", None).unwrap();
+        assert!(!c.jobs.webhook_addresses.allow_private, "off by default");
+    }
+
+    #[test]
+    fn webhook_allow_private_reads_like_the_other_switches() {
+        for (value, expected) in
+            [("on", true), ("TRUE", true), ("1", true), ("off", false), ("false", false), ("0", false), ("", false)]
+        {
+            assert_eq!(allow_private(Some(value)).unwrap(), expected, "{value}");
+        }
+        assert!(!allow_private(None).unwrap());
+        let e = with("https://hooks.merchant.example/", Some("maybe")).unwrap_err().to_string();
+        assert!(e.starts_with("WEBHOOK_ALLOW_PRIVATE"), "{e}");
     }
 }

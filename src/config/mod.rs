@@ -21,7 +21,7 @@ pub use jobs::JobsSettings;
 pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};
 pub use secret::{DatabaseUrl, Secret};
-pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_url_problem};
+pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_host_refusal, webhook_url_problem};
 pub use wechat::WechatSettings;
 
 use crate::wxpay::Fen;

@@ -1,7 +1,9 @@
 //! The URL rules: base URLs (ours and WeChat's hosts), and webhook URLs, which the global
-//! `WEBHOOK_URL` and an order's own `webhook_url` share.
+//! `WEBHOOK_URL` and an order's own `webhook_url` share: their form, and their host as written
+//! against the address rule (`domain::address`).
 
 use super::{ConfigError, invalid};
+use crate::domain::address::{AddressPolicy, Refusal};
 
 /// `value` without trailing slashes, when it is an absolute http(s) URL with a host and no query
 /// (paths are appended to it).
@@ -42,4 +44,12 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!("must be an absolute http:// or https:// URL ({e})")),
     }
+}
+
+/// The refusal of a well-formed webhook URL's host as written, before any lookup: an IP literal
+/// (in any spelling the URL parser normalises, `http://2130706433/` being 127.0.0.1) or a name
+/// refused by itself (`localhost`, a metadata service's name).
+pub fn webhook_host_refusal(url: &str, addresses: AddressPolicy) -> Option<Refusal> {
+    let parsed = url::Url::parse(url).ok()?;
+    addresses.check_host(&parsed.host()?).err()
 }

@@ -4,6 +4,7 @@
 //! that cross layers. No I/O: nothing here reads a clock, a database or the network; times come
 //! in as arguments.
 
+pub mod address;
 pub mod figures;
 pub mod ids;
 pub mod listing;

@@ -18,8 +18,13 @@
 //! (`WebhookEvent::body`), where `data` is the order as the API shows it (plus `refund` for
 //! `order.refunded`). The URL is fixed when the event is created. Redirects are not followed: a
 //! 3xx counts as a failed attempt.
+//!
+//! **Addresses.** Only the addresses `WEBHOOK_ALLOW_PRIVATE` allows (`domain::address`) are
+//! connected to: a name through the client's resolver, which returns only allowed addresses
+//! (what is checked is what is dialled), an IP literal before sending. A refused destination is a
+//! failed attempt like any other, its error the reason ("refused: address 10.0.0.1 is private").
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -28,8 +33,10 @@ use super::{JobContext, JobReport, LEASE, signature};
 use crate::config::Secret;
 use crate::db::DbResult;
 use crate::db::webhooks::{self, NewAttempt};
+use crate::domain::address::AddressPolicy;
 use crate::domain::webhook::{AttemptOutcome, WebhookEvent};
 use crate::error::AppError;
+use crate::payments::webhook_address::{GuardedResolver, Unreachable, literal_refusal};
 
 pub const EVENT_HEADER: &str = "X-Wechat-Checkout-Event";
 pub const EVENT_ID_HEADER: &str = "X-Wechat-Checkout-Event-Id";
@@ -59,24 +66,31 @@ fn warn_unsigned_once(ctx: &JobContext) {
 
 // ---- Delivery -----------------------------------------------------------------------------
 
-fn client() -> Result<&'static reqwest::Client, AppError> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    if let Some(c) = CLIENT.get() {
+/// The delivery client for `addresses`: one per policy, built once. Names are resolved by
+/// [`GuardedResolver`], so only addresses the policy allows are connected to; redirects are not
+/// followed (a 3xx to an internal address must not be), and no proxy is used (the resolver would
+/// then judge the proxy's address, not the receiver's).
+fn client(addresses: AddressPolicy) -> Result<&'static reqwest::Client, AppError> {
+    static CLIENTS: [OnceLock<reqwest::Client>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = &CLIENTS[usize::from(addresses.allow_private)];
+    if let Some(c) = slot.get() {
         return Ok(c);
     }
     let built = reqwest::Client::builder()
         .timeout(TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver { policy: addresses }))
         .user_agent(concat!("wechat-checkout-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| AppError::Internal(format!("webhook HTTP client: {e}")))?;
-    Ok(CLIENT.get_or_init(|| built))
+    Ok(slot.get_or_init(|| built))
 }
 
 /// Claims and delivers the due events, `concurrency` at a time; returns (delivered, failed).
 async fn deliver_due(ctx: &JobContext, secret: &Secret) -> Result<(usize, usize), AppError> {
-    let http = client()?;
+    let http = client(ctx.settings.webhook_addresses)?;
     let now = crate::db::now();
     let batch = (ctx.settings.concurrency * 8) as i64;
     let due = ctx.payments.db.read(move |c| webhooks::due(c, now, batch)).await?;
@@ -118,7 +132,7 @@ async fn attempt(ctx: &JobContext, http: &reqwest::Client, secret: &Secret, id: 
     let body = event.body(ctx.payments.config.simulator);
     let attempted_at = crate::db::now();
     let started = Instant::now();
-    let reply = send(http, secret, &event, body).await;
+    let reply = deliver(http, ctx.settings.webhook_addresses, secret, &event, body).await;
     let duration_ms = started.elapsed().as_millis().min(i64::MAX as u128) as i64;
     let ok = reply.status.is_some_and(|s| (200..300).contains(&s));
     let outcome = if ok {
@@ -181,6 +195,21 @@ struct Reply {
     snippet: Option<String>,
 }
 
+/// Sends `event` unless its URL is an IP literal `addresses` refuses: a literal is dialled
+/// without a lookup, so the client's resolver never sees it.
+async fn deliver(
+    http: &reqwest::Client,
+    addresses: AddressPolicy,
+    secret: &Secret,
+    event: &WebhookEvent,
+    body: String,
+) -> Reply {
+    match literal_refusal(&event.url, addresses) {
+        Some(refusal) => Reply { status: None, error: Some(format!("refused: {refusal}")), snippet: None },
+        None => send(http, secret, event, body).await,
+    }
+}
+
 async fn send(http: &reqwest::Client, secret: &Secret, event: &WebhookEvent, body: String) -> Reply {
     let signature = signature::sign(secret.expose().as_bytes(), chrono::Utc::now().timestamp(), body.as_bytes());
     let request = http
@@ -228,10 +257,18 @@ fn snippet(bytes: &[u8]) -> String {
     text[..end].to_owned()
 }
 
-/// A transport error with its causes, without the URL (it is on the event already).
+/// A transport error with its causes, without the URL (it is on the event already); a host the
+/// resolver refused is said plainly ("refused: address 10.0.0.1 (hooks.example) is private").
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("timed out after {}s", TIMEOUT.as_secs());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused @ Unreachable::Refused(_)) = cause.downcast_ref::<Unreachable>() {
+            return refused.to_string();
+        }
+        source = cause.source();
     }
     let mut text = if e.is_connect() { "connection failed".to_owned() } else { "request failed".to_owned() };
     let mut source = std::error::Error::source(e);
@@ -246,6 +283,77 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An event for `url`, as the outbox would have written it.
+    fn event_for(url: &str) -> WebhookEvent {
+        let now = chrono::Utc::now();
+        WebhookEvent {
+            id: 1,
+            dedupe_key: "order.paid:T1".into(),
+            event_type: "order.paid".into(),
+            out_trade_no: "T1".into(),
+            url: url.into(),
+            payload: "{}".into(),
+            state: crate::domain::webhook::WebhookState::Pending,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            delivered_at: None,
+            lease_owner: None,
+            lease_until: None,
+            created_at: now,
+        }
+    }
+
+    /// A local listener that counts the connections it accepts and answers each 200.
+    async fn counting_listener() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The whole request (its body is `{}`) is read before answering, so that closing
+                // the socket does not reset the connection under the reply.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n{}") {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn internal_destinations_are_refused_before_any_connection_unless_allowed() {
+        let (port, accepted) = counting_listener().await;
+        let secret = Secret::new("whsec-unit-0123456789");
+        let strict = AddressPolicy { allow_private: false };
+        for (url, reason) in [
+            (format!("http://localhost:{port}/h"), "(localhost) is loopback"),
+            (format!("http://127.0.0.1:{port}/h"), "refused: address 127.0.0.1 is loopback"),
+            (format!("http://2130706433:{port}/h"), "refused: address 127.0.0.1 is loopback"),
+            (format!("http://[::ffff:127.0.0.1]:{port}/h"), "refused: address ::ffff:127.0.0.1 is loopback"),
+        ] {
+            let reply = deliver(client(strict).unwrap(), strict, &secret, &event_for(&url), "{}".into()).await;
+            let error = reply.error.unwrap_or_default();
+            assert!(error.starts_with("refused: address ") && error.contains(reason), "{url}: {error}");
+            assert_eq!((reply.status, reply.snippet), (None, None));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was dialled");
+
+        let local = AddressPolicy { allow_private: true };
+        let url = format!("http://localhost:{port}/h");
+        let reply = deliver(client(local).unwrap(), local, &secret, &event_for(&url), "{}".into()).await;
+        assert_eq!((reply.status, reply.error, reply.snippet.as_deref()), (Some(200), None, Some("ok")));
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn snippets_are_cut_at_512_bytes_on_a_character_boundary() {

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::Payments;
+use super::{Payments, webhook_address};
 use crate::config::webhook_url_problem;
 use crate::db::events;
 use crate::db::orders::{self, NewOrder};
@@ -71,7 +71,7 @@ impl Payments {
         webhook_url: Option<String>,
     ) -> Result<Created, AppError> {
         let expires_in = self.validate(&req)?;
-        let webhook_url = self.validate_webhook_url(webhook_url)?;
+        let webhook_url = self.validate_webhook_url(webhook_url).await?;
         let now = crate::db::now();
         let new = NewOrder {
             out_trade_no: ids::new_out_trade_no(now.and_utc()),
@@ -180,8 +180,9 @@ impl Payments {
     }
 
     /// An order's own webhook URL: one `WEBHOOK_URL` could be ([`webhook_url_problem`]), and only
-    /// when this server signs webhooks, since a receiver cannot trust an unsigned one.
-    fn validate_webhook_url(&self, url: Option<String>) -> Result<Option<String>, AppError> {
+    /// when this server signs webhooks, since a receiver cannot trust an unsigned one. Its host
+    /// must be public ([`webhook_address::refusal_at_creation`]; delivery checks again).
+    async fn validate_webhook_url(&self, url: Option<String>) -> Result<Option<String>, AppError> {
         let Some(url) = url.filter(|u| !u.is_empty()) else { return Ok(None) };
         let field = "webhook_url";
         if self.config.jobs.webhook_secret.is_none() {
@@ -190,8 +191,11 @@ impl Payments {
                 "webhooks are not enabled on this server (WEBHOOK_SECRET is not set), so they could not be signed",
             ));
         }
-        match webhook_url_problem(&url) {
-            Some(problem) => Err(AppError::invalid(field, problem)),
+        if let Some(problem) = webhook_url_problem(&url) {
+            return Err(AppError::invalid(field, problem));
+        }
+        match webhook_address::refusal_at_creation(&url, self.config.jobs.webhook_addresses).await {
+            Some(refusal) => Err(AppError::invalid(field, format!("{refusal}: webhooks go only to public addresses"))),
             None => Ok(Some(url)),
         }
     }

@@ -18,6 +18,7 @@ pub mod refund;
 pub mod refund_notify;
 pub mod shopper;
 pub mod staff_actions;
+pub mod webhook_address;
 
 use std::sync::Arc;
 

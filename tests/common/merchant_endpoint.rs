@@ -1,5 +1,6 @@
 //! A merchant's webhook endpoint for tests: a raw HTTP/1.1 server on a local port that keeps
-//! every request and answers 500 to the first few (to exercise retries), then 200.
+//! every request and answers 500 to the first few (to exercise retries), then 200, or gives one
+//! fixed answer to every request (a redirect, a hostile body).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,31 +30,52 @@ impl Received {
     }
 }
 
-/// A raw HTTP server standing in for the merchant: it answers 500 to the first `fail_first`
-/// requests, then 200, after `delay`; it keeps every request.
+/// A raw HTTP server standing in for the merchant; it keeps every request.
 pub struct Receiver {
     pub base_url: String,
     log: Arc<Mutex<Vec<Received>>>,
 }
 
+/// A merchant endpoint that answers 500 to the first `fail_first` requests, then 200, after
+/// `delay`.
 pub async fn receiver(fail_first: usize, delay: Duration) -> Receiver {
+    let failures_left = Arc::new(AtomicUsize::new(fail_first));
+    serve(delay, move || {
+        let fail = failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        let (status, body) = if fail { ("500 Internal Server Error", "boom") } else { ("200 OK", "ok") };
+        (status.to_owned(), String::new(), body.to_owned())
+    })
+    .await
+}
+
+/// A merchant endpoint that answers every request with `status` (e.g. `302 Found`), the extra
+/// header lines `headers` (each ending in `\r\n`) and `body`; it keeps every request.
+pub async fn answering(status: &str, headers: &str, body: &str) -> Receiver {
+    let reply = (status.to_owned(), headers.to_owned(), body.to_owned());
+    serve(Duration::ZERO, move || reply.clone()).await
+}
+
+/// Serves on a fresh local port: every request is kept, then answered after `delay` with what
+/// `answer` gives (status, extra header lines, body).
+async fn serve<F>(delay: Duration, answer: F) -> Receiver
+where
+    F: Fn() -> (String, String, String) + Send + Sync + 'static,
+{
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let log = Arc::new(Mutex::new(Vec::new()));
-    let failures_left = Arc::new(AtomicUsize::new(fail_first));
-    let l = log.clone();
+    let (l, answer) = (log.clone(), Arc::new(answer));
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else { return };
-            let (log, failures_left) = (l.clone(), failures_left.clone());
+            let (log, answer) = (l.clone(), answer.clone());
             tokio::spawn(async move {
                 let Some(request) = read_request(&mut socket).await else { return };
                 log.lock().unwrap().push(request);
                 tokio::time::sleep(delay).await;
-                let fail = failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-                let (status, body) = if fail { ("500 Internal Server Error", "boom") } else { ("200 OK", "ok") };
+                let (status, headers, body) = answer();
                 let reply = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = socket.write_all(reply.as_bytes()).await;
