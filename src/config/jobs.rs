@@ -87,12 +87,12 @@ fn global_webhook_url(value: Option<&str>, addresses: AddressPolicy) -> Result<O
         return Err(invalid("WEBHOOK_URL", problem));
     }
     if let Some(refusal) = webhook_host_refusal(url, addresses) {
-        return Err(invalid(
-            "WEBHOOK_URL",
-            format!(
-                "{refusal}: webhooks go only to public addresses (WEBHOOK_ALLOW_PRIVATE=on allows private ones, for local testing)"
-            ),
-        ));
+        let hint = if refusal.class.is_internal_network() {
+            " (WEBHOOK_ALLOW_PRIVATE=on allows private ones, for local testing)"
+        } else {
+            ""
+        };
+        return Err(invalid("WEBHOOK_URL", format!("{refusal}: webhooks go only to public addresses{hint}")));
     }
     Ok(Some(url.to_owned()))
 }
@@ -143,7 +143,11 @@ mod tests {
         let e = with("http://10.0.0.7/hooks", None).unwrap_err().to_string();
         assert!(e.contains("address 10.0.0.7 is private"), "{e}");
         // The metadata service stays refused; a name is not looked up at start-up.
-        assert!(with("http://169.254.169.254/latest", Some("on")).is_err());
+        let e = with("http://169.254.169.254/latest", Some("on")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "WEBHOOK_URL: address 169.254.169.254 is a cloud metadata service: webhooks go only to public addresses"
+        );
         assert!(with("http://metadata.google.internal/", Some("on")).is_err());
         let c = with("https://hooks.merchant.example/wechat", None).unwrap();
         assert!(!c.jobs.webhook_addresses.allow_private, "off by default");
