@@ -41,12 +41,14 @@ enum Command {
 
 #[rocket::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // Rocket's own per-request lines are replaced by our one-line request log.
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("info,rocket::server=warn,rocket::server::_=warn,rocket::launch::_=warn")
-        }))
-        .init();
+        EnvFilter::new("info,rocket::server=warn,rocket::server::_=warn,rocket::launch::_=warn")
+    });
+    // Whatever RUST_LOG says: at debug level Rocket logs every request with its headers, the
+    // API token (Authorization) and the staff session (Cookie) included.
+    let filter = filter.add_directive("rocket::server=warn".parse().expect("a valid directive"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let result = match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate(),

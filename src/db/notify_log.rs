@@ -1,6 +1,8 @@
 //! The notify log: every delivery WeChat made to `/wechat/notify` and `/wechat/refund-notify`,
 //! as received, with the verdict and our exact reply.
 
+use std::borrow::Cow;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -90,16 +92,26 @@ fn records(rows: Vec<NotifyDbRow>) -> Vec<NotifyRecord> {
     rows.into_iter().map(NotifyRecord::from).collect()
 }
 
+/// PostgreSQL refuses NUL in text, and a hostile delivery may carry one: it is kept as U+FFFD,
+/// as `from_utf8_lossy` keeps the bytes that are not UTF-8. (Failing here would fail the whole
+/// group commit, genuine notifies included.)
+fn storable(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') { Cow::Owned(text.replace('\0', "\u{fffd}")) } else { Cow::Borrowed(text) }
+}
+
 pub fn insert(conn: &mut AnyConnection, row: &NewNotifyLog) -> DbResult<()> {
+    let (out_trade_no, transaction_id) =
+        (row.out_trade_no.as_deref().map(storable), row.transaction_id.as_deref().map(storable));
+    let (reason, raw_body) = (storable(&row.reason), storable(&row.raw_body));
     let insert = NotifyInsert {
         kind: row.kind.as_str(),
         received_at: row.received_at,
         remote_addr: row.remote_addr.as_deref(),
-        out_trade_no: row.out_trade_no.as_deref(),
-        transaction_id: row.transaction_id.as_deref(),
+        out_trade_no: out_trade_no.as_deref(),
+        transaction_id: transaction_id.as_deref(),
         verdict: row.verdict.as_str(),
-        reason: &row.reason,
-        raw_body: &row.raw_body,
+        reason: &reason,
+        raw_body: &raw_body,
         reply: &row.reply,
     };
     diesel::insert_into(notify_log::table).values(&insert).execute(conn)?;

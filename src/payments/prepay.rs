@@ -11,6 +11,7 @@ use crate::db::orders;
 use crate::domain::{ExceptionKind, Order, OrderState, TimelineSource};
 use crate::error::AppError;
 use crate::wxpay::jsapi::JsapiParams;
+use crate::wxpay::types::is_valid_merchant_no;
 use crate::wxpay::unified_order::UnifiedOrder;
 use crate::wxpay::{ErrAction, ErrCode};
 
@@ -139,7 +140,12 @@ impl Payments {
         req
     }
 
+    /// The order named by a URL or a request. A number that cannot be one of ours is not found
+    /// without asking the database (PostgreSQL would refuse a NUL in it with an error).
     pub async fn load(&self, out_trade_no: &str) -> Result<Order, AppError> {
+        if !is_valid_merchant_no(out_trade_no, 32) {
+            return Err(AppError::NotFound("order"));
+        }
         let no = out_trade_no.to_owned();
         self.db.read(move |c| orders::find(c, &no)).await?.ok_or(AppError::NotFound("order"))
     }

@@ -110,6 +110,7 @@ async fn read_request_body(socket: &mut tokio::net::TcpStream) -> Vec<u8> {
 pub mod admin;
 pub mod app;
 pub mod browser;
+pub mod hostile;
 pub mod merchant_endpoint;
 pub mod process;
 pub mod route_walk;

@@ -13,6 +13,8 @@ use super::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, free_port, prepay_id};
 
 pub const SECRET_KEY: &str = "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=";
 pub const PATIENCE: Duration = Duration::from_secs(60);
+/// A value in `extra` that removes the variable from the process's environment instead.
+pub const UNSET: &str = "\u{0}unset";
 const WECHAT_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.50(0x1800323b) NetType/WIFI Language/zh_CN";
 
 /// One app process; killed if the test ends without stopping it.
@@ -64,7 +66,11 @@ impl Instance {
             .env("WECHAT_SNS_BASE", sim_base)
             .env("INSTANCE_ID", name);
         for (key, value) in extra {
-            command.env(key, value);
+            if value == UNSET {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
         }
         let child = command
             .stdin(Stdio::null())

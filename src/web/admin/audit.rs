@@ -60,9 +60,10 @@ struct AuditPage {
     newest_href: Option<String>,
 }
 
-/// A filter value: trimmed, empty or absurdly long meaning "no filter".
+/// A filter value: trimmed, empty or absurdly long meaning "no filter", and so does one with a
+/// NUL (no stored text holds one, and PostgreSQL cannot even compare one).
 fn clean(value: Option<&str>) -> Option<String> {
-    value.map(str::trim).filter(|v| !v.is_empty() && v.len() <= MAX_FILTER_LEN).map(str::to_owned)
+    value.map(str::trim).filter(|v| !v.is_empty() && v.len() <= MAX_FILTER_LEN && !v.contains('\0')).map(str::to_owned)
 }
 
 /// `/admin/audit?…` for a filter and page, with every value percent-encoded.

@@ -73,6 +73,10 @@ async fn post_login(
     if !csrf::verify(cookies, form.csrf) {
         return page(Status::Forbidden, "页面已过期，请重新登录");
     }
+    // No account name holds a NUL, and PostgreSQL cannot even look one up: a wrong name.
+    if form.username.contains('\0') {
+        return page(Status::Unauthorized, "用户名或密码错误");
+    }
     match accounts.sign_in(form.username.trim(), form.password, &ip.0.to_string()).await? {
         LoginOutcome::Success(user) => {
             session::start(cookies, &user, accounts.secure_cookies());

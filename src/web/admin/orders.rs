@@ -114,6 +114,9 @@ pub fn parse_filter(params: &ListParams) -> Result<ListFilter, Vec<String>> {
     if let Some(q) = given(&params.q) {
         if q.chars().count() > MAX_SEARCH_CHARS {
             errors.push(format!("搜索内容过长（最多 {MAX_SEARCH_CHARS} 个字符）"));
+        } else if q.chars().any(char::is_control) {
+            // No number holds one, and PostgreSQL cannot even look up a NUL.
+            errors.push("搜索内容不能包含控制字符".into());
         } else {
             filter.search = Some(q.to_owned());
         }
