@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::app::{TestApp, on_every_backend};
+use common::app::{TestApp, on_every_backend, on_every_backend_with, order_row};
 use common::demo_merchant;
 use wechat_checkout::db::{events, exceptions, notify_log};
 use wechat_checkout::simulator::{DEMO_APPID, DEMO_MCH_ID};
@@ -44,11 +44,16 @@ async fn post(app: &TestApp, body: impl Into<reqwest::Body>) -> (u16, String) {
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
+/// The app configured for HMAC-SHA256, as a merchant who chose it.
+fn hmac_configured(f: rocket::figment::Figment, _: &std::path::Path) -> rocket::figment::Figment {
+    f.merge(("wechat_sign_type", "HMAC-SHA256"))
+}
+
 #[tokio::test]
 async fn fifty_concurrent_identical_notifies_make_one_transition() {
-    on_every_backend(|app| async move {
+    on_every_backend_with(hmac_configured, |app, _| async move {
         let (no, _) = app.paying_order("N-CONC-1", 1990).await;
-        // HMAC-signed, without sign_type: the receiver must tell the algorithm by length.
+        // HMAC-signed, without sign_type (as WeChat sends it): the configured algorithm applies.
         let body =
             signed(notify_fields(&no, 1990, "4200000000202611270000000001"), &demo_merchant(SignType::HmacSha256));
         // Fifty requests in flight at once, not one after another.
@@ -65,6 +70,37 @@ async fn fifty_concurrent_identical_notifies_make_one_transition() {
         assert_eq!(log.iter().filter(|r| r.verdict == "duplicate").count(), 49);
         let timeline = events::for_order(&mut conn, &no).unwrap();
         assert_eq!(timeline.iter().filter(|e| e.kind == "payment_confirmed").count(), 1);
+        app
+    })
+    .await;
+}
+
+/// The sign-type downgrade: with HMAC-SHA256 configured, a notify signed with MD5 (a valid MD5
+/// of its fields with our key), with or without a sign_type saying so, is a bad signature and
+/// changes nothing; the same notify signed with HMAC-SHA256 then pays the order.
+#[tokio::test]
+async fn an_md5_notify_is_refused_when_hmac_is_configured() {
+    on_every_backend_with(hmac_configured, |app, _| async move {
+        let (no, _) = app.paying_order("N-DOWN-1", 1990).await;
+        let db = app.db_handle();
+        let before = order_row(&db, &no);
+        let timeline = events::for_order(&mut db.conn().unwrap(), &no).unwrap().len();
+        let fields = notify_fields(&no, 1990, "4200000000202611270000000011");
+        let mut declared = fields.clone();
+        declared.insert("sign_type", "MD5");
+        for body in
+            [signed(fields.clone(), &demo_merchant(SignType::Md5)), signed(declared, &demo_merchant(SignType::Md5))]
+        {
+            let (status, reply) = post(&app, body).await;
+            assert_eq!(status, 200);
+            assert!(reply.contains("<return_code>FAIL</return_code>") && reply.contains("签名错误"), "{reply}");
+        }
+        assert_eq!(order_row(&db, &no), before, "the order is unchanged");
+        assert_eq!(events::for_order(&mut db.conn().unwrap(), &no).unwrap().len(), timeline);
+
+        let (_, reply) = post(&app, signed(fields, &demo_merchant(SignType::HmacSha256))).await;
+        assert_eq!(reply, SUCCESS_REPLY);
+        assert_eq!(order_row(&db, &no).state.as_str(), "PAID");
         app
     })
     .await;

@@ -44,7 +44,7 @@ proptest! {
     #[test]
     fn sign_then_verify_round_trips(map in field_map(), st in sign_type()) {
         let fields = signed(&map, st);
-        prop_assert_eq!(sign::verify(fields.pairs(), &key()), Ok(st));
+        prop_assert_eq!(sign::verify(fields.pairs(), &key(), st), Ok(()));
     }
 
     #[test]
@@ -55,7 +55,7 @@ proptest! {
         prop_assume!(new != map[k] && !(new.is_empty() && map[k].is_empty()));
         let mut tampered = fields.clone();
         tampered.insert(k.clone(), new);
-        prop_assert_eq!(sign::verify(tampered.pairs(), &key()), Err(VerifyError::Mismatch));
+        prop_assert_eq!(sign::verify(tampered.pairs(), &key(), st), Err(VerifyError::Mismatch));
     }
 
     #[test]
@@ -63,7 +63,7 @@ proptest! {
         prop_assume!(!map.contains_key(&k));
         let mut fields = signed(&map, st);
         fields.insert(k, v);
-        prop_assert_eq!(sign::verify(fields.pairs(), &key()), Err(VerifyError::Mismatch));
+        prop_assert_eq!(sign::verify(fields.pairs(), &key(), st), Err(VerifyError::Mismatch));
     }
 
     #[test]
@@ -73,7 +73,7 @@ proptest! {
         prop_assume!(!map[k].is_empty());
         let mut fields = signed(&map, st);
         fields.remove(k);
-        prop_assert_eq!(sign::verify(fields.pairs(), &key()), Err(VerifyError::Mismatch));
+        prop_assert_eq!(sign::verify(fields.pairs(), &key(), st), Err(VerifyError::Mismatch));
     }
 
     #[test]
@@ -82,7 +82,14 @@ proptest! {
         let mut fields: Fields = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let s = sign::sign(fields.pairs(), &other, st);
         fields.insert("sign", s);
-        prop_assert_eq!(sign::verify(fields.pairs(), &key()), Err(VerifyError::Mismatch));
+        prop_assert_eq!(sign::verify(fields.pairs(), &key(), st), Err(VerifyError::Mismatch));
+    }
+
+    #[test]
+    fn the_other_algorithm_never_verifies(map in field_map(), st in sign_type()) {
+        let other = if st == SignType::Md5 { SignType::HmacSha256 } else { SignType::Md5 };
+        let fields = signed(&map, other);
+        prop_assert_eq!(sign::verify(fields.pairs(), &key(), st), Err(VerifyError::OtherAlgorithm { expected: st }));
     }
 
     #[test]
@@ -96,6 +103,6 @@ proptest! {
     fn signed_messages_survive_the_wire(map in field_map(), st in sign_type()) {
         let fields = signed(&map, st);
         let received = xml::parse_with(fields.to_xml().as_bytes(), xml::ReadOptions { max_bytes: usize::MAX, ..Default::default() }).unwrap();
-        prop_assert_eq!(sign::verify(received.pairs(), &key()), Ok(st));
+        prop_assert_eq!(sign::verify(received.pairs(), &key(), st), Ok(()));
     }
 }

@@ -199,8 +199,9 @@ async fn paying_sends_a_signed_notify_without_sign_type() {
     let got = rx.wait_for(1).await;
     assert!(!got[0].body.contains("sign_type"), "WeChat's notifies carry no sign_type");
     assert_eq!(got[0].content_type, "text/xml");
-    // Verified with an MD5-configured merchant: the algorithm comes from the sign's length.
-    let n = parse_payment_notify(got[0].body.as_bytes(), &merchant(SignType::Md5)).unwrap();
+    // Without sign_type the configured algorithm applies: HMAC verifies, MD5 is refused.
+    assert!(parse_payment_notify(got[0].body.as_bytes(), &merchant(SignType::Md5)).is_err());
+    let n = parse_payment_notify(got[0].body.as_bytes(), &hmac).unwrap();
     assert_eq!((n.sign_type, n.total_fee.get(), n.out_trade_no.as_str()), (SignType::HmacSha256, 2500, "PN1"));
     assert_eq!(n.transaction_id, paid["transaction_id"].as_str().unwrap());
     assert_eq!((n.bank_type.as_deref(), n.cash_fee.map(|f| f.get())), (Some("OTHERS"), Some(2500)));

@@ -19,6 +19,7 @@ pub mod tokens;
 pub mod webhooks;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,6 +124,9 @@ pub struct Db {
     /// SQLite has one writer at a time; serializing our own writers in-process turns lock
     /// contention into a queue instead of `SQLITE_BUSY` errors.
     write_lock: Arc<Mutex<()>>,
+    /// Write transactions begun through this handle and its clones: lets a test prove that a
+    /// path meant to only read (the status poll) writes nothing.
+    writes: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -139,11 +143,16 @@ impl Db {
             .connection_customizer(Box::new(Settings))
             .build(Manager { url: url.to_owned(), backend })
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        Ok(Db { pool, backend, write_lock: Arc::new(Mutex::new(())) })
+        Ok(Db { pool, backend, write_lock: Arc::new(Mutex::new(())), writes: Arc::new(AtomicU64::new(0)) })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How many write transactions were begun through this handle and its clones.
+    pub fn write_count(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     pub fn conn(&self) -> DbResult<PooledConnection<Manager>> {
@@ -187,6 +196,7 @@ impl Db {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
             Backend::Postgres => None,
         };
+        self.writes.fetch_add(1, Ordering::Relaxed);
         let mut conn = self.conn()?;
         in_transaction(&mut conn, f)
     }

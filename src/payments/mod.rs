@@ -40,6 +40,8 @@ pub struct Payments {
     pub config: Arc<AppConfig>,
     pub notify_writer: notify_writer::NotifyWriter,
     pub outbox: outbox::WebhookOutbox,
+    /// When this process last asked WeChat for a status poll (kept in memory: polls write nothing).
+    pub query_throttle: Arc<query::QueryThrottle>,
 }
 
 impl Payments {
@@ -47,7 +49,8 @@ impl Payments {
     pub fn new(db: Db, gateway: Arc<dyn PayGateway>, merchant: Merchant, config: Arc<AppConfig>) -> Payments {
         let outbox = outbox::WebhookOutbox::new(config.clone());
         let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone());
-        Payments { db, gateway, merchant, config, notify_writer, outbox }
+        let query_throttle = Arc::new(query::QueryThrottle::default());
+        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle }
     }
 
     /// Whether the database answers, for the health endpoint.

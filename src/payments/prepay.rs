@@ -22,6 +22,9 @@ pub enum Prepay {
     Paid(Order),
     /// The order can no longer be paid.
     Closed(Order),
+    /// Another shopper (another openid) already holds the order's prepay: nothing was asked of
+    /// WeChat and nothing changed.
+    TakenByAnother,
 }
 
 impl Payments {
@@ -36,10 +39,8 @@ impl Payments {
         if order.too_late_to_pay(now) {
             return Ok(Prepay::Closed(order));
         }
-        if let Some(bound) = &order.openid
-            && bound != openid
-        {
-            return Err(AppError::Forbidden("此订单已由其他微信用户发起支付".into()));
+        if order.taken_by_another(openid) {
+            return Ok(Prepay::TakenByAnother);
         }
         if let Some(prepay_id) = order.reusable_prepay(now) {
             return Ok(Prepay::Params(JsapiParams::new(&self.merchant, prepay_id, now)));

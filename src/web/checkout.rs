@@ -26,6 +26,8 @@ use crate::wxpay::oauth::{OAuthClient, authorize_url};
 
 const OPENID_COOKIE: &str = "wx_openid";
 const NONCE_COOKIE: &str = "wx_oauth_nonce";
+/// What another shopper is told when the first one holds the order.
+const TAKEN: &str = "此订单已由其他微信用户发起支付";
 
 pub fn routes() -> Vec<rocket::Route> {
     routes![get_checkout, get_oauth_callback, post_jsapi, get_status]
@@ -62,10 +64,20 @@ struct DonePage<'a> {
     version: crate::web::assets::Assets,
 }
 
-type Page = Either<RawHtml<String>, Redirect>;
+/// Shown to a shopper other than the one the order's prepay was issued to.
+#[derive(Template)]
+#[template(path = "checkout/taken.html")]
+struct TakenPage<'a> {
+    merchant: &'a str,
+    order: &'a Order,
+    amount: String,
+    version: crate::web::assets::Assets,
+}
+
+type Page = Either<(Status, RawHtml<String>), Redirect>;
 
 fn page(t: &impl Template) -> Result<Page, AppError> {
-    Ok(Either::Left(render(t)?))
+    Ok(Either::Left((Status::Ok, render(t)?)))
 }
 
 /// The openid remembered for this browser and appid, if any.
@@ -97,7 +109,7 @@ async fn get_checkout(
         let qr_svg = qr_svg(&link);
         return page(&OpenInWeChatPage { merchant, order: &order, amount, link, qr_svg, version: VERSION });
     }
-    if remembered_openid(cookies, &config.wechat.appid).is_none() {
+    let Some(openid) = remembered_openid(cookies, &config.wechat.appid) else {
         let (state, nonce) = signer.issue(&order.out_trade_no, Utc::now().timestamp());
         let mut cookie = Cookie::new(NONCE_COOKIE, nonce);
         cookie.set_same_site(SameSite::Lax);
@@ -107,6 +119,11 @@ async fn get_checkout(
         cookies.add_private(cookie);
         let url = authorize_url(&config.wechat.open_base, &config.wechat.appid, &config.oauth_callback_url(), &state)?;
         return Ok(Either::Right(Redirect::to(url)));
+    };
+    if order.taken_by_another(&openid) {
+        // 409: the link is fine, but this order is held by the shopper who opened it first.
+        let taken = render(&TakenPage { merchant, order: &order, amount, version: VERSION })?;
+        return Ok(Either::Left((Status::Conflict, taken)));
     }
     let bridge_script = config.simulator.then(|| "/simulator/bridge.js".to_owned());
     page(&PayPage { merchant, order: &order, amount, bridge_script, version: VERSION })
@@ -166,6 +183,8 @@ async fn post_jsapi(
     match payments.jsapi_params(out_trade_no, &openid, &ip.0.to_string()).await.map_err(json_error)? {
         Prepay::Params(params) => Ok(Json(json!({ "state": "PAYING", "params": params }))),
         Prepay::Paid(order) | Prepay::Closed(order) => Ok(Json(json!({ "state": order.state.as_str() }))),
+        // The page reloads on TAKEN and shows the taken page.
+        Prepay::TakenByAnother => Err((Status::Conflict, Json(json!({ "state": "TAKEN", "error": TAKEN })))),
     }
 }
 

@@ -61,14 +61,15 @@ pub struct PaymentNotify {
     pub bank_type: Option<String>,
     pub attach: Option<String>,
     pub time_end: Option<DateTime<Utc>>,
-    /// The algorithm the signature verified with.
+    /// The algorithm the signature verified with: always the merchant's configured one.
     pub sign_type: SignType,
     /// Every field as received, for the audit log.
     pub raw: Fields,
 }
 
 /// Parses and verifies a payment notify body: XXE-safe parse, `return_code`, signature over all
-/// fields (algorithm from `sign_type` or the sign's length), then appid and mch_id.
+/// fields with the configured algorithm only (WeChat omits `sign_type`; one naming the other
+/// algorithm is refused), then appid and mch_id.
 pub fn parse_payment_notify(body: &[u8], merchant: &Merchant) -> Result<PaymentNotify, NotifyError> {
     let raw = xml::parse(body)?;
     match raw.get("return_code") {
@@ -79,7 +80,7 @@ pub fn parse_payment_notify(body: &[u8], merchant: &Merchant) -> Result<PaymentN
             ));
         }
     }
-    let sign_type = sign::verify(raw.pairs(), &merchant.key)?;
+    sign::verify(raw.pairs(), &merchant.key, merchant.sign_type)?;
     check_merchant(&raw, merchant)?;
 
     let outcome = match raw.get("result_code") {
@@ -115,7 +116,7 @@ pub fn parse_payment_notify(body: &[u8], merchant: &Merchant) -> Result<PaymentN
         bank_type: optional(&raw, "bank_type"),
         attach: optional(&raw, "attach"),
         time_end,
-        sign_type,
+        sign_type: merchant.sign_type,
         raw,
     })
 }
@@ -189,15 +190,45 @@ mod tests {
 
     #[test]
     fn verifies_md5_and_hmac_notifies_without_sign_type() {
+        // WeChat's notifies omit sign_type even for HMAC orders: the configured algorithm applies.
         for st in [SignType::Md5, SignType::HmacSha256] {
             let m = merchant(st);
-            let n = parse_payment_notify(&signed_body(&m, notify_fields()), &merchant(SignType::Md5)).unwrap();
+            let n = parse_payment_notify(&signed_body(&m, notify_fields()), &m).unwrap();
             assert_eq!(n.outcome, NotifyOutcome::Paid);
             assert_eq!(n.total_fee, Fen::new(1));
             assert_eq!(n.sign_type, st);
             assert_eq!(n.transaction_id, "1004400740201409030005092168");
             // Unknown fields (coupon_*) were kept and signed over.
             assert_eq!(n.raw.get("coupon_fee_0"), Some("10"));
+        }
+    }
+
+    /// A notify signed with the algorithm we are not configured for is a bad signature, whatever
+    /// its `sign_type` says: accepting both would let MD5 stand in where HMAC-SHA256 is chosen.
+    #[test]
+    fn refuses_a_notify_signed_with_the_other_algorithm() {
+        for (configured, other) in [(SignType::HmacSha256, SignType::Md5), (SignType::Md5, SignType::HmacSha256)] {
+            let ours = merchant(configured);
+            let body = signed_body(&merchant(other), notify_fields());
+            let err = parse_payment_notify(&body, &ours).unwrap_err();
+            assert!(matches!(err, NotifyError::Signature(_)), "{configured} accepted {other}: {err:?}");
+
+            // The same, declaring the other algorithm in a signed sign_type.
+            let mut declared = notify_fields();
+            declared.insert("sign_type", other.as_str());
+            let err = parse_payment_notify(&signed_body(&merchant(other), declared), &ours).unwrap_err();
+            assert!(matches!(err, NotifyError::Signature(_)), "{configured} accepted declared {other}: {err:?}");
+
+            // A sign_type contradicting the configured one, even over a sign of our algorithm.
+            let mut contradicting = notify_fields();
+            contradicting.insert("sign_type", other.as_str());
+            let err = parse_payment_notify(&signed_body(&ours, contradicting), &ours).unwrap_err();
+            assert!(matches!(err, NotifyError::Signature(_)), "{configured} accepted sign_type {other}: {err:?}");
+
+            // Our own algorithm, declared or not, verifies.
+            let mut same = notify_fields();
+            same.insert("sign_type", configured.as_str());
+            assert_eq!(parse_payment_notify(&signed_body(&ours, same), &ours).unwrap().sign_type, configured);
         }
     }
 

@@ -29,7 +29,8 @@ pub fn check_fields(fields: Fields, merchant: &Merchant) -> Result<Fields, WxErr
         }
         _ => return Err(WxError::bad_field("return_code", "missing or not SUCCESS/FAIL")),
     }
-    sign::verify(fields.pairs(), &merchant.key).map_err(WxError::BadReplySignature)?;
+    // Only the configured algorithm: a reply signed with the other one is not believed.
+    sign::verify(fields.pairs(), &merchant.key, merchant.sign_type).map_err(WxError::BadReplySignature)?;
     check_merchant(&fields, merchant)?;
     match fields.get("result_code") {
         Some("SUCCESS") => Ok(fields),
@@ -128,6 +129,29 @@ mod tests {
 
         let foreign = signed(&[("return_code", "SUCCESS"), ("result_code", "SUCCESS"), ("mch_id", "999")]);
         assert!(matches!(check_reply(&foreign, &merchant()), Err(WxError::ForeignReply { field: "mch_id", .. })));
+    }
+
+    #[test]
+    fn a_reply_signed_with_the_other_algorithm_is_rejected() {
+        let pairs = [("return_code", "SUCCESS"), ("result_code", "SUCCESS"), ("prepay_id", "wx1")];
+        let with_type = |m: &Merchant, sign_type: Option<SignType>| {
+            let mut f: Fields = pairs.iter().copied().collect();
+            if let Some(st) = sign_type {
+                f.insert("sign_type", st.as_str());
+            }
+            f.insert("sign", sign::sign(f.pairs(), &m.key, m.sign_type));
+            f.to_xml().into_bytes()
+        };
+        for (configured, other) in [(SignType::HmacSha256, SignType::Md5), (SignType::Md5, SignType::HmacSha256)] {
+            let ours = Merchant { sign_type: configured, ..merchant() };
+            let theirs = Merchant { sign_type: other, ..merchant() };
+            assert!(check_reply(&with_type(&ours, None), &ours).is_ok());
+            assert!(check_reply(&with_type(&ours, Some(configured)), &ours).is_ok());
+            for body in [with_type(&theirs, None), with_type(&theirs, Some(other)), with_type(&ours, Some(other))] {
+                let err = check_reply(&body, &ours).unwrap_err();
+                assert!(matches!(err, WxError::BadReplySignature(_)), "{configured}: {err:?}");
+            }
+        }
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub enum VerifyError {
     MalformedSign,
     #[error("unsupported sign_type {0:?}")]
     UnknownSignType(String),
+    #[error("sign_type {declared} is not the configured {expected}")]
+    SignTypeMismatch { declared: SignType, expected: SignType },
+    #[error("the sign has the length of another algorithm than {expected}")]
+    OtherAlgorithm { expected: SignType },
     #[error("the sign does not match the message")]
     Mismatch,
 }
@@ -128,16 +132,55 @@ where
     }
 }
 
-/// Verifies the `sign` of a received message over **every** field it carries (unknown ones
-/// included). The algorithm comes from `sign_type` when present, else from the sign's length,
-/// because notifies of HMAC orders often omit `sign_type`. Returns the algorithm that matched.
-pub fn verify<'a, I>(fields: I, key: &ApiKey) -> Result<SignType, VerifyError>
+/// Verifies the `sign` of a message we received (a notify, an API reply) over **every** field it
+/// carries (unknown ones included), with the one algorithm this merchant is configured for.
+///
+/// Only `expected` verifies: a `sign_type` naming the other algorithm, or a sign of the other
+/// algorithm's length, is refused before any hashing. Accepting whichever the message asks for
+/// would let an MD5 signature stand where HMAC-SHA256 was chosen (a downgrade). An absent
+/// `sign_type` means `expected`, because WeChat's notifies omit it even for HMAC orders.
+pub fn verify<'a, I>(fields: I, key: &ApiKey, expected: SignType) -> Result<(), VerifyError>
 where
     I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
 {
+    let (received, declared) = sign_and_declared_type(fields.clone())?;
+    if let Some(declared) = declared
+        && declared != expected
+    {
+        return Err(VerifyError::SignTypeMismatch { declared, expected });
+    }
+    check_received(received, expected)?;
+    compare(fields, key, expected, received)
+}
+
+/// Verifies a message with the algorithm it names itself: its `sign_type` when present, else
+/// the sign's length. That is the other side of the protocol (WeChat reading a merchant's
+/// request, in the simulator); what the app receives goes through [`verify`].
+pub fn detect_and_verify<'a, I>(fields: I, key: &ApiKey) -> Result<SignType, VerifyError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
+{
+    let (received, declared) = sign_and_declared_type(fields.clone())?;
+    let sign_type = match declared {
+        Some(declared) => declared,
+        None => match received.len() {
+            32 => SignType::Md5,
+            64 => SignType::HmacSha256,
+            _ => return Err(VerifyError::MalformedSign),
+        },
+    };
+    check_received(received, sign_type)?;
+    compare(fields, key, sign_type, received).map(|()| sign_type)
+}
+
+/// The non-empty `sign`, and the algorithm a non-empty `sign_type` names.
+fn sign_and_declared_type<'a, I>(fields: I) -> Result<(&'a str, Option<SignType>), VerifyError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
     let mut received = None;
     let mut declared = None;
-    for (k, v) in fields.clone() {
+    for (k, v) in fields {
         match k {
             "sign" => received = Some(v),
             "sign_type" if !v.is_empty() => declared = Some(v),
@@ -145,28 +188,31 @@ where
         }
     }
     let received = received.filter(|s| !s.is_empty()).ok_or(VerifyError::MissingSign)?;
-    let sign_type = match declared {
-        Some(name) => SignType::parse(name).ok_or_else(|| VerifyError::UnknownSignType(name.to_owned()))?,
-        None => match received.len() {
-            32 => SignType::Md5,
-            64 => SignType::HmacSha256,
-            _ => return Err(VerifyError::MalformedSign),
-        },
+    let declared = match declared {
+        Some(name) => Some(SignType::parse(name).ok_or_else(|| VerifyError::UnknownSignType(name.to_owned()))?),
+        None => None,
     };
-    if received.len() != sign_type.hex_len() || !received.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(if received.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(received.len(), 32 | 64) {
-            VerifyError::Mismatch
-        } else {
-            VerifyError::MalformedSign
-        });
+    Ok((received, declared))
+}
+
+/// A sign is 32 or 64 hex digits; the length must be that of `sign_type`.
+fn check_received(received: &str, sign_type: SignType) -> Result<(), VerifyError> {
+    if !received.bytes().all(|b| b.is_ascii_hexdigit()) || !matches!(received.len(), 32 | 64) {
+        return Err(VerifyError::MalformedSign);
     }
+    if received.len() != sign_type.hex_len() {
+        return Err(VerifyError::OtherAlgorithm { expected: sign_type });
+    }
+    Ok(())
+}
+
+fn compare<'a, I>(fields: I, key: &ApiKey, sign_type: SignType, received: &str) -> Result<(), VerifyError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
     let expected = sign(fields, key, sign_type);
     let received_upper = received.to_ascii_uppercase();
-    if bool::from(expected.as_bytes().ct_eq(received_upper.as_bytes())) {
-        Ok(sign_type)
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    if bool::from(expected.as_bytes().ct_eq(received_upper.as_bytes())) { Ok(()) } else { Err(VerifyError::Mismatch) }
 }
 
 fn upper_hex(bytes: &[u8]) -> String {
@@ -239,46 +285,79 @@ mod tests {
         assert_eq!(sign(with_noise, &official_key(), SignType::Md5), "9A0A8659F005D6984697E2CA0A9CF3B7");
     }
 
+    fn with(extra: &[(&'static str, &'static str)], sign_type: SignType) -> Vec<(&'static str, String)> {
+        let mut msg: Vec<(&str, String)> = OFFICIAL.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        msg.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let s = sign(msg.iter().map(|(k, v)| (*k, v.as_str())), &official_key(), sign_type);
+        msg.push(("sign", s));
+        msg
+    }
+
+    fn check(msg: &[(&str, String)], expected: SignType) -> Result<(), VerifyError> {
+        verify(msg.iter().map(|(k, v)| (*k, v.as_str())), &official_key(), expected)
+    }
+
     #[test]
-    fn verify_detects_algorithm_by_length_and_sign_type() {
-        let key = official_key();
-        let mut md5_msg = OFFICIAL.to_vec();
-        md5_msg.push(("sign", "9A0A8659F005D6984697E2CA0A9CF3B7"));
-        assert_eq!(verify(md5_msg.iter().copied(), &key), Ok(SignType::Md5));
+    fn verify_accepts_the_configured_algorithm_declared_or_not() {
+        for st in [SignType::Md5, SignType::HmacSha256] {
+            assert_eq!(check(&with(&[], st), st), Ok(()), "{st} without sign_type");
+            // A declared sign_type is itself signed, so declaring it changes the expected value.
+            assert_eq!(check(&with(&[("sign_type", st.as_str())], st), st), Ok(()), "{st} declared");
+        }
+        let mut lower = with(&[], SignType::HmacSha256);
+        lower.last_mut().unwrap().1.make_ascii_lowercase();
+        assert_eq!(check(&lower, SignType::HmacSha256), Ok(()), "hex case does not matter");
+    }
 
-        let mut hmac_msg = OFFICIAL.to_vec();
-        hmac_msg.push(("sign", "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"));
-        assert_eq!(verify(hmac_msg.iter().copied(), &key), Ok(SignType::HmacSha256));
+    /// The downgrade: whatever the message claims, only the configured algorithm verifies.
+    #[test]
+    fn verify_refuses_the_other_algorithm() {
+        use SignType::{HmacSha256, Md5};
+        for (configured, other) in [(HmacSha256, Md5), (Md5, HmacSha256)] {
+            assert_eq!(check(&with(&[], other), configured), Err(VerifyError::OtherAlgorithm { expected: configured }));
+            let declared = with(&[("sign_type", other.as_str())], other);
+            let mismatch = VerifyError::SignTypeMismatch { declared: other, expected: configured };
+            assert_eq!(check(&declared, configured), Err(mismatch.clone()));
+            // A sign_type contradicting the configured one, over a sign of our own algorithm.
+            assert_eq!(check(&with(&[("sign_type", other.as_str())], configured), configured), Err(mismatch));
+        }
+    }
 
-        // A declared sign_type is itself signed, so declaring it changes the expected value.
-        let mut declared = OFFICIAL.to_vec();
-        declared.push(("sign_type", "HMAC-SHA256"));
-        let s = sign(declared.iter().copied(), &key, SignType::HmacSha256);
-        declared.push(("sign", &s));
-        assert_eq!(verify(declared.iter().copied(), &key), Ok(SignType::HmacSha256));
+    #[test]
+    fn detect_and_verify_takes_the_algorithm_from_the_message() {
+        for st in [SignType::Md5, SignType::HmacSha256] {
+            let msg = with(&[], st);
+            assert_eq!(detect_and_verify(msg.iter().map(|(k, v)| (*k, v.as_str())), &official_key()), Ok(st));
+            let declared = with(&[("sign_type", st.as_str())], st);
+            assert_eq!(detect_and_verify(declared.iter().map(|(k, v)| (*k, v.as_str())), &official_key()), Ok(st));
+        }
+        // An MD5-length sign under a declared HMAC sign_type cannot match.
+        let mut mixed = with(&[("sign_type", "HMAC-SHA256")], SignType::Md5);
+        mixed.last_mut().unwrap().1 = "9A0A8659F005D6984697E2CA0A9CF3B7".into();
+        let got = detect_and_verify(mixed.iter().map(|(k, v)| (*k, v.as_str())), &official_key());
+        assert_eq!(got, Err(VerifyError::OtherAlgorithm { expected: SignType::HmacSha256 }));
     }
 
     #[test]
     fn verify_refuses_missing_empty_and_malformed_signs() {
         let key = official_key();
-        assert_eq!(verify(OFFICIAL, &key), Err(VerifyError::MissingSign));
+        let md5 = SignType::Md5;
+        assert_eq!(verify(OFFICIAL, &key, md5), Err(VerifyError::MissingSign));
         let mut empty = OFFICIAL.to_vec();
         empty.push(("sign", ""));
-        assert_eq!(verify(empty.iter().copied(), &key), Err(VerifyError::MissingSign));
+        assert_eq!(verify(empty.iter().copied(), &key, md5), Err(VerifyError::MissingSign));
         for bad in ["XYZ", "9A0A8659F005D6984697E2CA0A9CF3B", "ZZ0A8659F005D6984697E2CA0A9CF3B7"] {
             let mut msg = OFFICIAL.to_vec();
             msg.push(("sign", bad));
-            assert_eq!(verify(msg.iter().copied(), &key), Err(VerifyError::MalformedSign), "{bad}");
+            assert_eq!(verify(msg.iter().copied(), &key, md5), Err(VerifyError::MalformedSign), "{bad}");
         }
         let mut wrong_type = OFFICIAL.to_vec();
         wrong_type.push(("sign_type", "SHA1"));
         wrong_type.push(("sign", "9A0A8659F005D6984697E2CA0A9CF3B7"));
-        assert_eq!(verify(wrong_type.iter().copied(), &key), Err(VerifyError::UnknownSignType("SHA1".into())));
-        // An MD5-length sign under a declared HMAC sign_type cannot match.
-        let mut mixed = OFFICIAL.to_vec();
-        mixed.push(("sign_type", "HMAC-SHA256"));
-        mixed.push(("sign", "9A0A8659F005D6984697E2CA0A9CF3B7"));
-        assert_eq!(verify(mixed.iter().copied(), &key), Err(VerifyError::Mismatch));
+        assert_eq!(verify(wrong_type.iter().copied(), &key, md5), Err(VerifyError::UnknownSignType("SHA1".into())));
+        let mut forged = OFFICIAL.to_vec();
+        forged.push(("sign", "0A0A8659F005D6984697E2CA0A9CF3B7"));
+        assert_eq!(verify(forged.iter().copied(), &key, md5), Err(VerifyError::Mismatch));
     }
 
     #[test]

@@ -86,6 +86,7 @@
     retryButton.disabled = true;
     say('正在发起支付…');
     request('POST', '/pay/' + encodeURIComponent(orderNo) + '/jsapi').then(function (res) {
+      if (res.body && res.body.state === 'TAKEN') { settle(); return; }
       if (!res.ok) {
         failed((res.body && res.body.error) || '暂时无法发起支付，请稍后重试。');
         return;

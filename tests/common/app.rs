@@ -66,6 +66,8 @@ impl TestDb {
 pub struct TestApp {
     pub base_url: String,
     pub db: TestDb,
+    /// The running app's own database handle, for its write counter.
+    pub app_db: Db,
     pub http: reqwest::Client,
     shutdown: rocket::Shutdown,
     _dir: Option<tempfile::TempDir>,
@@ -116,17 +118,13 @@ impl TestApp {
         let figment = tweak(test_figment(port, &db.url()));
         let rocket = app::build_rocket_from(figment).expect("app builds").ignite().await.expect("app ignites");
         let shutdown = rocket.shutdown();
+        let app_db = rocket.state::<Payments>().expect("the app manages Payments").db.clone();
         tokio::spawn(rocket.launch());
         let base_url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
+        let http = browser();
         for _ in 0..200 {
             if http.get(format!("{base_url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return TestApp { base_url, db, http, shutdown, _dir: dir };
+                return TestApp { base_url, db, app_db, http, shutdown, _dir: dir };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -169,9 +167,14 @@ impl TestApp {
 
     /// Follows redirects by hand (the cookie jar sees every hop), returning the final response.
     pub async fn follow(&self, url: &str) -> reqwest::Response {
+        self.follow_in(&self.http, url).await
+    }
+
+    /// [`TestApp::follow`] in another browser (see [`browser`]): another shopper.
+    pub async fn follow_in(&self, http: &reqwest::Client, url: &str) -> reqwest::Response {
         let mut url = url.to_owned();
         for _ in 0..10 {
-            let res = self.http.get(&url).send().await.unwrap();
+            let res = http.get(&url).send().await.unwrap();
             if !res.status().is_redirection() {
                 return res;
             }
@@ -301,6 +304,17 @@ impl TestApp {
             );
         }
     }
+}
+
+/// A browser of its own (cookie jar, no automatic redirects). The simulator's OAuth knows a
+/// shopper by a cookie, so each browser signs in as another openid.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 pub fn prepay_id(jsapi: &serde_json::Value) -> String {

@@ -101,6 +101,12 @@ impl Order {
         self.expires_at - now < MIN_TIME_LEFT
     }
 
+    /// Whether a prepay was issued to another shopper than `openid`: a prepay is bound to one
+    /// openid, so the first shopper to pay holds the order and this one cannot pay it.
+    pub fn taken_by_another(&self, openid: &str) -> bool {
+        self.openid.as_deref().is_some_and(|bound| bound != openid)
+    }
+
     /// The prepay the shopper may be handed again at `now`, if it is young enough.
     pub fn reusable_prepay(&self, now: DateTime<Utc>) -> Option<&str> {
         match (&self.prepay_id, self.prepay_created_at) {
@@ -187,5 +193,13 @@ mod tests {
         assert!(!o.is_expired(now) && o.is_expired(now + Duration::hours(2)));
         assert!(o.too_late_to_pay(now + Duration::hours(2) - Duration::seconds(59)));
         assert!(!order(OrderState::Paid, now).is_expired(now + Duration::hours(3)));
+    }
+
+    #[test]
+    fn the_first_shopper_to_pay_holds_the_order() {
+        let mut o = order(OrderState::Created, Utc::now());
+        assert!(!o.taken_by_another("oA"), "nobody holds a fresh order");
+        o.openid = Some("oA".into());
+        assert!(!o.taken_by_another("oA") && o.taken_by_another("oB"));
     }
 }

@@ -75,7 +75,7 @@ pub(crate) fn open(sim: &Simulator, body: &[u8], cert: &ClientCert) -> Result<Ap
     }
     let appid = fields.get("appid").filter(|v| !v.is_empty()).ok_or("appid参数长度有误")?;
     let merchant = bound.into_iter().find(|m| m.appid == appid).cloned().ok_or("appid和mch_id不匹配")?;
-    let verified = sign::verify(fields.pairs(), &merchant.api_key);
+    let verified = sign::detect_and_verify(fields.pairs(), &merchant.api_key);
     match verified {
         Ok(sign_type) => Ok(ApiRequest { fields, merchant, sign_type }),
         Err(VerifyError::UnknownSignType(_)) => Err("sign_type参数格式错误"),
