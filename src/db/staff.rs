@@ -1,5 +1,5 @@
-//! Staff accounts: look-ups, creation, password and role changes, lockout bookkeeping, and the
-//! log of sign-in attempts used to rate-limit by IP.
+//! Staff accounts: look-ups, creation, password and role changes, lockout bookkeeping (counted
+//! before a password is checked), and the log of sign-in attempts used to rate-limit by IP.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -131,26 +131,80 @@ pub fn set_role_and_disabled(conn: &mut AnyConnection, id: i64, role: Role, disa
     Ok(())
 }
 
-/// Records a failed password for an account; locks it once `max_failures` is reached.
-pub fn record_failure(conn: &mut AnyConnection, id: i64, max_failures: i32, lock_until: NaiveDateTime) -> DbResult<()> {
-    diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
-        .set(staff_users::failed_logins.eq(staff_users::failed_logins + 1))
-        .execute(conn)?;
-    diesel::update(
+/// What counting a sign-in attempt against an account did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// The account is locked or disabled: nothing changed, and its password must not be checked.
+    Closed,
+    /// Counted as a failure until the password proves right.
+    Open,
+    /// Counted, and this attempt reached the limit: the account is now locked until the given time.
+    Locked(NaiveDateTime),
+}
+
+/// Counts an attempt as a failed password before the password is checked, in the caller's write
+/// transaction, so that parallel guesses cannot all pass a lock check made before any of them was
+/// counted. The increment is guarded (not disabled, not locked at `now`): on PostgreSQL a
+/// concurrent attempt waits for the row and re-checks the guard against the committed row, so once
+/// one of them locks the account the rest find it closed. The attempt that reaches `max_failures`
+/// locks the account until `lock_until` and restarts the count for after the lock.
+pub fn count_failure_up_front(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: NaiveDateTime,
+    max_failures: i32,
+    lock_until: NaiveDateTime,
+) -> DbResult<Counted> {
+    let counted = diesel::update(
+        staff_users::table
+            .filter(staff_users::id.eq(id))
+            .filter(staff_users::disabled.eq(0))
+            .filter(staff_users::locked_until.is_null().or(staff_users::locked_until.le(now))),
+    )
+    .set(staff_users::failed_logins.eq(staff_users::failed_logins + 1))
+    .execute(conn)?;
+    if counted == 0 {
+        return Ok(Counted::Closed);
+    }
+    // The row is this transaction's until it commits: no other attempt moves it in between.
+    let locked = diesel::update(
         staff_users::table.filter(staff_users::id.eq(id)).filter(staff_users::failed_logins.ge(max_failures)),
     )
     .set((staff_users::locked_until.eq(Some(lock_until)), staff_users::failed_logins.eq(0)))
     .execute(conn)?;
-    Ok(())
+    Ok(if locked == 0 { Counted::Open } else { Counted::Locked(lock_until) })
 }
 
-pub fn record_success(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
+/// Records a sign-in whose password proved right: clears the failures and the lock and notes the
+/// time. Refused (false, nothing changed) when the account was disabled, or locked by another
+/// attempt, since this one was counted: a lock ending after `own_lock` (the lock this attempt
+/// itself set, if any; `now` otherwise) is someone else's.
+pub fn record_success_unless_locked(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: NaiveDateTime,
+    own_lock: Option<NaiveDateTime>,
+) -> DbResult<bool> {
+    let updated = diesel::update(
+        staff_users::table
+            .filter(staff_users::id.eq(id))
+            .filter(staff_users::disabled.eq(0))
+            .filter(staff_users::locked_until.is_null().or(staff_users::locked_until.le(own_lock.unwrap_or(now)))),
+    )
+    .set((
+        staff_users::failed_logins.eq(0),
+        staff_users::locked_until.eq(None::<NaiveDateTime>),
+        staff_users::last_login_at.eq(Some(now)),
+    ))
+    .execute(conn)?;
+    Ok(updated == 1)
+}
+
+/// Ends every session of the user (sign-out, which cannot end only one: sessions are cookies
+/// checked against this version).
+pub fn end_sessions(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
     diesel::update(staff_users::table.filter(staff_users::id.eq(id)))
-        .set((
-            staff_users::failed_logins.eq(0),
-            staff_users::locked_until.eq(None::<NaiveDateTime>),
-            staff_users::last_login_at.eq(Some(super::now())),
-        ))
+        .set(staff_users::session_version.eq(staff_users::session_version + 1))
         .execute(conn)?;
     Ok(())
 }
@@ -163,7 +217,9 @@ pub fn unlock(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
     Ok(())
 }
 
-pub fn record_attempt(conn: &mut AnyConnection, username: &str, ip: &str, succeeded: bool) -> DbResult<()> {
+/// Records a sign-in attempt and returns its id. Call it after [`lock_attempts_from_ip`]: the id
+/// is then the newest of this IP's, which no other transaction can add to before this one ends.
+pub fn record_attempt(conn: &mut AnyConnection, username: &str, ip: &str, succeeded: bool) -> DbResult<i64> {
     diesel::insert_into(login_attempts::table)
         .values((
             login_attempts::username.eq(username),
@@ -172,6 +228,31 @@ pub fn record_attempt(conn: &mut AnyConnection, username: &str, ip: &str, succee
             login_attempts::attempted_at.eq(super::now()),
         ))
         .execute(conn)?;
+    let id = login_attempts::table
+        .filter(login_attempts::ip.eq(ip))
+        .select(diesel::dsl::max(login_attempts::id))
+        .first::<Option<i64>>(conn)?;
+    id.ok_or_else(|| DbError::Corrupt("a sign-in attempt just recorded is missing".into()))
+}
+
+/// Marks a recorded attempt (counted as failed until its password proved right) as succeeded.
+pub fn mark_attempt_succeeded(conn: &mut AnyConnection, id: i64) -> DbResult<()> {
+    diesel::update(login_attempts::table.filter(login_attempts::id.eq(id)))
+        .set(login_attempts::succeeded.eq(1))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Serializes the sign-in attempts of one IP until the transaction ends, so that counting its
+/// failures and recording a new one is one step: parallel attempts cannot all see the count under
+/// the limit. SQLite's write transaction already serializes writers; PostgreSQL takes a
+/// transaction-scoped advisory lock on the IP (the first key names this use of advisory locks).
+pub fn lock_attempts_from_ip(conn: &mut AnyConnection, ip: &str) -> DbResult<()> {
+    if let AnyConnection::Postgresql(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7110, hashtext($1))")
+            .bind::<diesel::sql_types::Text, _>(ip)
+            .execute(pg)?;
+    }
     Ok(())
 }
 

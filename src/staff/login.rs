@@ -1,10 +1,14 @@
 //! Signing in and out, sessions, and changing one's own password: per-IP rate limit, per-account
 //! lockout, constant-time password check, and a record of every attempt.
+//!
+//! An attempt is recorded and counted as a failure before its password is checked, in one write
+//! transaction, so parallel guesses cannot all pass the limits; a locked account's password is
+//! never checked. Argon2 runs at most `password::MAX_CONCURRENT` at a time.
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, NaiveDateTime};
 
 use super::{Accounts, password};
-use crate::db::{DbError, audit, staff};
+use crate::db::{self, AnyConnection, DbError, audit, staff};
 use crate::domain::{Actor, AuditAction, StaffUser};
 use crate::error::AppError;
 
@@ -14,14 +18,16 @@ pub const MAX_FAILURES_PER_IP: i64 = 20;
 pub const MAX_FAILURES_PER_ACCOUNT: i32 = 5;
 pub const WINDOW: Duration = Duration::minutes(15);
 pub const LOCKOUT: Duration = Duration::minutes(15);
+/// Usernames are at most 32 characters; what is kept of a longer one in the attempt log and the
+/// audit log, so that failed sign-ins cannot fill the database.
+pub const MAX_STORED_USERNAME_CHARS: usize = 64;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginOutcome {
     Success(StaffUser),
-    /// Wrong username or password (never says which).
+    /// Unknown user, wrong password, locked or disabled account: one answer for all, so that it
+    /// does not tell which usernames exist. The audit log keeps the reason.
     Refused,
-    /// The account is locked after too many failures; an admin can unlock it.
-    Locked,
     /// Too many failures from this IP; try again later.
     RateLimited,
 }
@@ -34,57 +40,87 @@ pub enum PasswordRefusal {
     SameAsCurrent,
 }
 
+/// Why a sign-in was refused, for the audit log only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    UnknownUser,
+    Disabled,
+    Locked,
+    WrongPassword,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownUser => "unknown_user",
+            Reason::Disabled => "disabled",
+            Reason::Locked => "locked",
+            Reason::WrongPassword => "wrong_password",
+        }
+    }
+}
+
+/// What the first transaction of a sign-in decided.
+enum Gate {
+    RateLimited,
+    /// Refused and audited already.
+    Refused(Reason),
+    /// Counted as a failure; its password may now be checked.
+    Admitted {
+        user: StaffUser,
+        attempt: i64,
+        own_lock: Option<NaiveDateTime>,
+    },
+}
+
 impl Accounts {
     /// Checks a sign-in and records the attempt (and its audit entry) whatever the outcome.
     pub async fn sign_in(&self, username: &str, password_text: &str, ip: &str) -> Result<LoginOutcome, AppError> {
-        let (name, addr) = (username.to_owned(), ip.to_owned());
-        let since = (Utc::now() - WINDOW).naive_utc();
-        let (ip_failures, user) = self
-            .db
-            .read(move |c| -> Result<_, DbError> {
-                Ok((staff::failures_from_ip(c, &addr, since)?, staff::find_by_username(c, &name)?))
-            })
-            .await?;
-        if ip_failures >= MAX_FAILURES_PER_IP {
-            return Ok(LoginOutcome::RateLimited);
-        }
-        let stored = user.as_ref().map_or_else(|| password::dummy_hash().to_owned(), |u| u.password_hash.clone());
-        let matches = password::verify_off_thread(password_text.to_owned(), stored).await;
-
-        let now = Utc::now();
-        let outcome = match &user {
-            Some(u) if u.disabled => LoginOutcome::Refused,
-            Some(u) if u.is_locked(now) => LoginOutcome::Locked,
-            Some(u) if matches => LoginOutcome::Success(u.clone()),
-            _ => LoginOutcome::Refused,
+        let actor = Actor {
+            username: username.chars().take(MAX_STORED_USERNAME_CHARS).collect(),
+            remote_addr: Some(ip.into()),
         };
-        let actor = Actor { username: username.to_owned(), remote_addr: Some(ip.to_owned()) };
-        let succeeded = matches!(outcome, LoginOutcome::Success(_));
-        let user_id = user.as_ref().map(|u| u.id);
-        let failed_password = user.is_some() && !matches;
+        // A name longer than any username cannot be one: no look-up with it.
+        let lookup = (username.chars().count() <= MAX_STORED_USERNAME_CHARS).then(|| username.to_owned());
+        let gate_actor = actor.clone();
+        let gate = self.db.write(move |c| admit(c, lookup.as_deref(), &gate_actor)).await?;
+        let (user, attempt, own_lock) = match gate {
+            Gate::RateLimited => return Ok(LoginOutcome::RateLimited),
+            // Unknown and disabled take as long as a wrong password; a locked account's password
+            // is not checked at all (that is what bounds the work a locked account costs).
+            Gate::Refused(Reason::Locked) => return Ok(LoginOutcome::Refused),
+            Gate::Refused(_) => {
+                password::verify_dummy_off_thread(password_text.to_owned()).await;
+                return Ok(LoginOutcome::Refused);
+            }
+            Gate::Admitted { user, attempt, own_lock } => (user, attempt, own_lock),
+        };
+        let matches = password::verify_off_thread(password_text.to_owned(), user.password_hash.clone()).await;
         self.db
-            .write(move |c| -> Result<(), DbError> {
-                staff::record_attempt(c, &actor.username, ip_of(&actor), succeeded)?;
-                if let Some(id) = user_id {
-                    if succeeded {
-                        staff::record_success(c, id)?;
-                    } else if failed_password {
-                        staff::record_failure(c, id, MAX_FAILURES_PER_ACCOUNT, (now + LOCKOUT).naive_utc())?;
-                    }
+            .write(move |c| -> Result<_, DbError> {
+                if matches && staff::record_success_unless_locked(c, user.id, db::now(), own_lock)? {
+                    staff::mark_attempt_succeeded(c, attempt)?;
+                    audit::record(c, &actor, AuditAction::Login, None, None, serde_json::json!({}))?;
+                    return Ok(staff::find(c, user.id)?.map_or(LoginOutcome::Refused, LoginOutcome::Success));
                 }
-                let action = if succeeded { AuditAction::Login } else { AuditAction::LoginFailed };
-                audit::record(c, &actor, action, None, None, serde_json::json!({}))
+                // A right password loses to a lock that another attempt set meanwhile.
+                let reason = if matches { Reason::Locked } else { Reason::WrongPassword };
+                audit_refusal(c, &actor, reason)?;
+                Ok(LoginOutcome::Refused)
             })
-            .await?;
-        // A lock that this very failure triggered applies from the next attempt on.
-        Ok(outcome)
+            .await
+            .map_err(AppError::from)
     }
 
-    /// Records a sign-out.
-    pub async fn sign_out(&self, actor: &Actor) -> Result<(), AppError> {
+    /// Records a sign-out and ends every session of the account on the server, so that a copy of
+    /// the cookie taken before stops working too.
+    pub async fn sign_out(&self, id: i64, actor: &Actor) -> Result<(), AppError> {
         let actor = actor.clone();
         self.db
-            .write(move |c| audit::record(c, &actor, AuditAction::Logout, None, None, serde_json::json!({})))
+            .write(move |c| -> Result<(), DbError> {
+                staff::end_sessions(c, id)?;
+                audit::record(c, &actor, AuditAction::Logout, None, None, serde_json::json!({}))
+            })
             .await?;
         Ok(())
     }
@@ -136,6 +172,35 @@ impl Accounts {
     }
 }
 
-fn ip_of(actor: &Actor) -> &str {
-    actor.remote_addr.as_deref().unwrap_or_default()
+/// The first transaction of a sign-in, before any password is checked: the IP's limit (counted
+/// and extended in one step), the attempt recorded as a failure, and the account's lock counted.
+fn admit(c: &mut AnyConnection, lookup: Option<&str>, actor: &Actor) -> Result<Gate, DbError> {
+    let ip = actor.remote_addr.as_deref().unwrap_or_default();
+    let now = db::now();
+    staff::lock_attempts_from_ip(c, ip)?;
+    if staff::failures_from_ip(c, ip, now - WINDOW)? >= MAX_FAILURES_PER_IP {
+        return Ok(Gate::RateLimited);
+    }
+    let attempt = staff::record_attempt(c, &actor.username, ip, false)?;
+    let user = match lookup {
+        Some(name) => staff::find_by_username(c, name)?,
+        None => None,
+    };
+    let reason = match &user {
+        None => Reason::UnknownUser,
+        Some(u) if u.disabled => Reason::Disabled,
+        Some(u) => match staff::count_failure_up_front(c, u.id, now, MAX_FAILURES_PER_ACCOUNT, now + LOCKOUT)? {
+            staff::Counted::Closed => Reason::Locked,
+            staff::Counted::Open => return Ok(Gate::Admitted { user: u.clone(), attempt, own_lock: None }),
+            staff::Counted::Locked(until) => {
+                return Ok(Gate::Admitted { user: u.clone(), attempt, own_lock: Some(until) });
+            }
+        },
+    };
+    audit_refusal(c, actor, reason)?;
+    Ok(Gate::Refused(reason))
+}
+
+fn audit_refusal(c: &mut AnyConnection, actor: &Actor, reason: Reason) -> Result<(), DbError> {
+    audit::record(c, actor, AuditAction::LoginFailed, None, None, serde_json::json!({ "reason": reason.as_str() }))
 }

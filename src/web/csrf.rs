@@ -1,5 +1,6 @@
-//! CSRF tokens for server-rendered forms: a random token in an encrypted, SameSite=Strict cookie,
-//! echoed in a hidden field and compared in constant time.
+//! CSRF tokens for server-rendered forms: a random token in an encrypted, SameSite=Strict cookie
+//! (`Secure` when the public origin is https), echoed in a hidden field and compared in constant
+//! time.
 
 use rocket::http::{Cookie, CookieJar, SameSite};
 use subtle::ConstantTimeEq;
@@ -8,8 +9,8 @@ use crate::wxpay::nonce::random_alphanumeric;
 
 const COOKIE: &str = "csrf";
 
-/// The browser's token, created on first use.
-pub fn token(cookies: &CookieJar<'_>) -> String {
+/// The browser's token, created on first use; `secure` when the public origin is https.
+pub fn token(cookies: &CookieJar<'_>, secure: bool) -> String {
     if let Some(c) = cookies.get_private(COOKIE) {
         return c.value().to_owned();
     }
@@ -18,6 +19,7 @@ pub fn token(cookies: &CookieJar<'_>) -> String {
     cookie.set_same_site(SameSite::Strict);
     cookie.set_http_only(true);
     cookie.set_path("/");
+    cookie.set_secure(secure);
     cookies.add_private(cookie);
     token
 }

@@ -57,7 +57,7 @@ fn get_shop(payments: &State<Payments>, cookies: &CookieJar<'_>) -> Result<RawHt
     render(&ShopPage {
         merchant: &payments.config.merchant_name,
         products,
-        csrf: csrf::token(cookies),
+        csrf: csrf::token(cookies, payments.config.is_https()),
         version: VERSION,
     })
 }

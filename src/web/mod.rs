@@ -9,6 +9,7 @@ pub mod client;
 pub mod csrf;
 pub mod demo;
 pub mod health;
+pub mod https;
 pub mod notify;
 pub mod oauth_state;
 pub mod page;
@@ -32,6 +33,7 @@ pub fn mount(rocket: Rocket<Build>, simulator: bool) -> Rocket<Build> {
         .register("/api", api::catchers())
         .register("/admin", admin::catchers())
         .attach(SecurityHeaders)
+        .attach(https::HttpsOnly)
         .attach(RequestLog);
     if simulator { rocket.mount("/", demo::routes()) } else { rocket }
 }

@@ -9,6 +9,7 @@ use rocket::response::{Flash, Redirect};
 use rocket::{Either, State, get, post, routes};
 
 use super::layout::Chrome;
+use super::messages;
 use super::session::{self, AdminForm, CsrfField, Staff};
 use crate::error::AppError;
 use crate::staff::Accounts;
@@ -40,8 +41,13 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 #[get("/admin/login?<next>")]
-fn get_login(next: Option<&str>, cookies: &CookieJar<'_>) -> Result<RawHtml<String>, AppError> {
-    render(&LoginPage { csrf: csrf::token(cookies), next: safe_next(next), error: None, version: VERSION })
+fn get_login(
+    next: Option<&str>,
+    cookies: &CookieJar<'_>,
+    accounts: &State<Accounts>,
+) -> Result<RawHtml<String>, AppError> {
+    let csrf = csrf::token(cookies, accounts.secure_cookies());
+    render(&LoginPage { csrf, next: safe_next(next), error: None, version: VERSION })
 }
 
 #[derive(FromForm)]
@@ -63,7 +69,7 @@ async fn post_login(
     let next = safe_next(form.next);
     let page = |status: Status, error: &str| -> Result<_, AppError> {
         let html = render(&LoginPage {
-            csrf: csrf::token(cookies),
+            csrf: csrf::token(cookies, accounts.secure_cookies()),
             next: next.clone(),
             error: Some(error.into()),
             version: VERSION,
@@ -83,11 +89,8 @@ async fn post_login(
             let target = if user.must_change_password { "/admin/account/password".to_owned() } else { next.clone() };
             Ok(Either::Left(Redirect::to(target)))
         }
-        LoginOutcome::Refused => page(Status::Unauthorized, "用户名或密码错误"),
-        LoginOutcome::Locked => {
-            page(Status::Forbidden, "该账户因多次密码错误已被锁定，请 15 分钟后再试或联系管理员解锁")
-        }
-        LoginOutcome::RateLimited => page(Status::TooManyRequests, "尝试次数过多，请稍后再试"),
+        LoginOutcome::Refused => page(Status::Unauthorized, &messages::sign_in_refused()),
+        LoginOutcome::RateLimited => page(Status::TooManyRequests, messages::SIGN_IN_RATE_LIMITED),
     }
 }
 
@@ -112,7 +115,7 @@ async fn post_logout(
     accounts: &State<Accounts>,
 ) -> Result<Redirect, AppError> {
     session::end(cookies);
-    accounts.sign_out(&staff.actor()).await?;
+    accounts.sign_out(staff.id, &staff.actor()).await?;
     Ok(Redirect::to("/admin/login"))
 }
 

@@ -1,5 +1,6 @@
 //! What staff read after an action on an order: one sentence per typed outcome of the use case
-//! (a close, a refund request, a re-query and the refunds it checked).
+//! (a close, a refund request, a re-query and the refunds it checked); and the answers of the
+//! sign-in page.
 
 use super::labels;
 use super::view::yuan;
@@ -8,6 +9,7 @@ use crate::payments::close::{CloseFailure, CloseOutcome};
 use crate::payments::query::{QueryAnswer, Refreshed};
 use crate::payments::refund::{RefundApplied, RefundRequested, RefundSync};
 use crate::payments::staff_actions::Requeried;
+use crate::staff::login::{LOCKOUT, MAX_FAILURES_PER_ACCOUNT};
 
 pub fn close(outcome: &CloseOutcome) -> String {
     match outcome {
@@ -134,3 +136,17 @@ pub fn refund_progress(progress: RefundProgress) -> (&'static str, &'static str)
         RefundProgress::None => ("无", "muted"),
     }
 }
+
+/// The answer to a refused sign-in. Unknown user, wrong password, locked and disabled account all
+/// read the same (the page gives them one status too), so it never tells which usernames exist;
+/// it says what may have happened instead.
+pub fn sign_in_refused() -> String {
+    format!(
+        "用户名或密码错误，或账户已被锁定或停用。连续 {MAX_FAILURES_PER_ACCOUNT} 次密码错误会锁定账户 {} 分钟，\
+         管理员可提前解锁",
+        LOCKOUT.num_minutes()
+    )
+}
+
+/// Too many tries from one address may say so: that reveals no account.
+pub const SIGN_IN_RATE_LIMITED: &str = "尝试次数过多，请稍后再试";
