@@ -91,6 +91,8 @@ async fn simulator_mode_says_so_in_every_answer() {
         let health: Value = app.get_json("/healthz").await;
         assert_eq!(health, json!({ "status": "ok", "simulated": true }));
 
+        let login = app.http.get(app.url("/admin/login")).send().await.unwrap().text().await.unwrap();
+        assert!(login.contains("id=\"simulated-banner\""), "the sign-in page shows the simulator banner");
         let staff = common::admin::sign_in(&app, common::app::ADMIN_USER, common::app::ADMIN_PASSWORD).await;
         for page in ["/admin", "/admin/orders", "/admin/webhooks", "/admin/account/password"] {
             let (status, html) = common::admin::get(&app, &staff, page).await;

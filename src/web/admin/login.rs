@@ -30,6 +30,8 @@ struct LoginPage {
     next: String,
     error: Option<String>,
     version: crate::web::assets::Assets,
+    /// Simulator mode: the banner shows here too.
+    simulated: bool,
 }
 
 /// Only local admin paths are followed after sign-in (no open redirect).
@@ -47,7 +49,7 @@ fn get_login(
     accounts: &State<Accounts>,
 ) -> Result<RawHtml<String>, AppError> {
     let csrf = csrf::token(cookies, accounts.secure_cookies());
-    render(&LoginPage { csrf, next: safe_next(next), error: None, version: VERSION })
+    render(&LoginPage { csrf, next: safe_next(next), error: None, version: VERSION, simulated: accounts.simulated() })
 }
 
 #[derive(FromForm)]
@@ -73,6 +75,7 @@ async fn post_login(
             next: next.clone(),
             error: Some(error.into()),
             version: VERSION,
+            simulated: accounts.simulated(),
         })?;
         Ok(Either::Right((status, html)))
     };
