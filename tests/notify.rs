@@ -295,7 +295,11 @@ async fn a_large_refused_body_is_stored_truncated() {
         let kept = &stored[0].raw_body;
         assert!(kept.len() <= KEPT_AT_MOST, "{} bytes kept", kept.len());
         assert!(!kept.is_empty() && body.starts_with(kept.as_str()), "the start of the body is kept");
-        assert!(stored[0].reason.contains(&body.len().to_string()), "the original length is noted: {}", stored[0].reason);
+        assert!(
+            stored[0].reason.contains(&body.len().to_string()),
+            "the original length is noted: {}",
+            stored[0].reason
+        );
         app
     })
     .await;
@@ -304,6 +308,8 @@ async fn a_large_refused_body_is_stored_truncated() {
 #[tokio::test]
 async fn a_flood_of_refused_notifies_from_one_ip_is_capped_and_counted() {
     on_every_backend(|app| async move {
+        assert_eq!(LIMIT, wechat_checkout::payments::refused::PER_IP_PER_MINUTE as usize);
+        assert_eq!(KEPT_AT_MOST, wechat_checkout::payments::refused::KEPT_BODY_BYTES);
         let sent = 3 * LIMIT;
         let started = std::time::Instant::now();
         let bodies: Vec<String> =

@@ -252,6 +252,7 @@ async fn refused_refund_notifies_are_truncated_capped_and_counted() {
         assert!(log[0].reason.contains(&big.len().to_string()), "{}", log[0].reason);
 
         // A flood from one client: at most the limit is kept (one is used above), the rest counted.
+        assert_eq!(LIMIT, wechat_checkout::payments::refused::PER_IP_PER_MINUTE as usize);
         let sent = 3 * LIMIT;
         let started = std::time::Instant::now();
         let replies = futures::future::join_all((0..sent).map(|_| post(&app, "not xml at all"))).await;

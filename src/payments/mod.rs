@@ -16,6 +16,7 @@ pub mod query;
 pub mod reconcile;
 pub mod refund;
 pub mod refund_notify;
+pub mod refused;
 pub mod shopper;
 pub mod staff_actions;
 
@@ -39,6 +40,8 @@ pub struct Payments {
     pub config: Arc<AppConfig>,
     pub notify_writer: notify_writer::NotifyWriter,
     pub outbox: outbox::WebhookOutbox,
+    /// Rate limits and counters of refused notify deliveries, for this process.
+    pub refused: Arc<refused::RefusedGate>,
 }
 
 impl Payments {
@@ -46,7 +49,8 @@ impl Payments {
     pub fn new(db: Db, gateway: Arc<dyn PayGateway>, merchant: Merchant, config: Arc<AppConfig>) -> Payments {
         let outbox = outbox::WebhookOutbox::new(config.clone());
         let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone());
-        Payments { db, gateway, merchant, config, notify_writer, outbox }
+        let refused = Arc::new(refused::RefusedGate::default());
+        Payments { db, gateway, merchant, config, notify_writer, outbox, refused }
     }
 
     /// Whether the database answers, for the health endpoint.

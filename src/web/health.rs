@@ -1,4 +1,5 @@
-//! `GET /healthz`: the process is up and the database answers.
+//! `GET /healthz`: the process is up and the database answers; also how many refused notify
+//! deliveries this process stored and how many it dropped (rate limit, full queue).
 
 use rocket::serde::json::{Json, Value, json};
 use rocket::{State, get, routes};
@@ -13,5 +14,5 @@ pub fn routes() -> Vec<rocket::Route> {
 #[get("/healthz")]
 async fn get_health(payments: &State<Payments>) -> Result<Json<Value>, AppError> {
     payments.check_database().await?;
-    Ok(Json(json!({ "status": "ok" })))
+    Ok(Json(json!({ "status": "ok", "refused_notifies": payments.refused_stats() })))
 }
