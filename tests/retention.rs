@@ -12,8 +12,9 @@ use diesel::prelude::*;
 use wechat_checkout::db::notify_log::NewNotifyLog;
 use wechat_checkout::db::schema::{audit_log, login_attempts, notify_log, oauth_states, webhook_attempts};
 use wechat_checkout::db::webhooks::{NewAttempt, NewWebhookEvent};
-use wechat_checkout::db::{self, AnyConnection, DbError, audit, oauth_states as states, webhooks};
+use wechat_checkout::db::{self, AnyConnection, DbError, audit, job_runs, oauth_states as states, webhooks};
 use wechat_checkout::domain::{Actor, AuditAction, NotifyKind, NotifyVerdict};
+use wechat_checkout::jobs::retention;
 
 /// Used OAuth states planted old: more than one chunk of the purge.
 const OLD_STATES: usize = 1500;
@@ -113,6 +114,47 @@ async fn one_pass_purges_what_is_past_its_window_and_keeps_the_rest() {
         assert!(webhooks::find(c, delivered).unwrap().is_some(), "the delivery itself is kept");
         let targets: Vec<Option<String>> = audit_log::table.select(audit_log::target).load(c).unwrap();
         assert_eq!(targets.len(), 2, "the audit log is kept");
+        app
+    })
+    .await;
+}
+
+fn states_left(database: &db::Db) -> i64 {
+    oauth_states::table.count().get_result(&mut database.conn().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn one_instance_at_a_time_and_once_an_hour() {
+    on_every_backend(|app: TestApp| async move {
+        let database = app.db_handle();
+        let now = db::now();
+        let plant_old_state = |nonce: &str| {
+            database.write_blocking(|c| states::consume(c, nonce, now - Duration::days(2))).unwrap();
+        };
+        plant_old_state("old-1");
+        // Another instance is in the middle of a pass: nothing is done here.
+        let other = "other/retention";
+        assert!(
+            database
+                .write_blocking(|c| job_runs::claim(c, "retention", other, now, now + Duration::minutes(1), None))
+                .unwrap()
+        );
+        let ctx = app.job_context("retention-b", |f| f, |g| g);
+        let report = wechat_checkout::jobs::run_once(&ctx, "retention").await.unwrap();
+        assert_eq!((report.handled, states_left(&database)), (0, 1), "{report}");
+
+        // Its pass finished two hours ago: the scheduled pass is due.
+        assert!(
+            database.write_blocking(|c| job_runs::finish(c, "retention", other, now - Duration::hours(2))).unwrap()
+        );
+        assert_eq!(retention::run_due(&ctx).await.unwrap().handled, 1);
+        assert_eq!(states_left(&database), 0);
+        // Within the hour it is not, but the command line runs a pass at once.
+        plant_old_state("old-2");
+        assert_eq!(retention::run_due(&ctx).await.unwrap().handled, 0);
+        assert_eq!(states_left(&database), 1);
+        assert_eq!(wechat_checkout::jobs::run_once(&ctx, "retention").await.unwrap().handled, 1);
+        assert_eq!(states_left(&database), 0);
         app
     })
     .await;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rocket::figment::Figment;
 use thiserror::Error;
 
-pub use jobs::JobsSettings;
+pub use jobs::{JobsSettings, Retention};
 pub use raw::{ENV_KEYS, RawSettings};
 pub use secret::Secret;
 pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_url_problem};

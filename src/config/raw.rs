@@ -46,6 +46,12 @@ pub struct RawSettings {
     pub webhook_secret: Option<Secret>,
     pub webhook_schedule: String,
     pub instance_id: Option<String>,
+    pub retention_refused_notifies: String,
+    pub retention_oauth_states: String,
+    pub retention_signin_attempts: String,
+    pub retention_webhook_attempts: String,
+    pub retention_verified_notifies: String,
+    pub retention_audit: String,
 }
 
 impl Default for RawSettings {
@@ -83,6 +89,12 @@ impl Default for RawSettings {
             webhook_secret: None,
             webhook_schedule: "10s,30s,2m,10m,30m,1h,3h,6h,12h,24h".into(),
             instance_id: None,
+            retention_refused_notifies: "30d".into(),
+            retention_oauth_states: "1d".into(),
+            retention_signin_attempts: "90d".into(),
+            retention_webhook_attempts: "90d".into(),
+            retention_verified_notifies: "0".into(),
+            retention_audit: "0".into(),
         }
     }
 }
@@ -121,6 +133,12 @@ pub const ENV_KEYS: &[&str] = &[
     "WEBHOOK_SECRET",
     "WEBHOOK_SCHEDULE",
     "INSTANCE_ID",
+    "RETENTION_REFUSED_NOTIFIES",
+    "RETENTION_OAUTH_STATES",
+    "RETENTION_SIGNIN_ATTEMPTS",
+    "RETENTION_WEBHOOK_ATTEMPTS",
+    "RETENTION_VERIFIED_NOTIFIES",
+    "RETENTION_AUDIT",
 ];
 
 /// Settings that are numbers; every other variable is text.
