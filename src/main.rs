@@ -28,7 +28,7 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Run one pass of a background job: poll, expire, refund-sync, reconcile, webhooks.
+    /// Run one pass of a background job: poll, expire, refund-sync, reconcile, webhooks, retention.
     Jobs { name: String },
     /// Reconcile one day against WeChat's bill (Beijing date), now.
     Reconcile {

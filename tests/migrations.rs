@@ -109,6 +109,14 @@ fn round_trip_every_column(c: &mut AnyConnection) {
     assert!(db::tokens::is_active(c, "h").unwrap());
     assert!(db::oauth_states::consume(c, "n1", t).unwrap());
     assert!(!db::oauth_states::consume(c, "n1", t).unwrap(), "a nonce is used once");
+
+    let later = t + chrono::Duration::minutes(1);
+    assert!(db::job_runs::claim(c, "retention", "a", t, later, None).unwrap());
+    assert!(!db::job_runs::claim(c, "retention", "b", t, later, None).unwrap(), "the lease is held");
+    assert!(db::job_runs::finish(c, "retention", "a", t).unwrap());
+    assert_eq!(db::job_runs::last_finished(c, "retention").unwrap(), Some(t));
+    assert!(!db::job_runs::claim(c, "retention", "b", later, later, Some(t)).unwrap(), "not due yet");
+    assert!(db::job_runs::claim(c, "retention", "b", later, later, Some(later)).unwrap());
 }
 
 #[test]

@@ -1,14 +1,17 @@
 //! `POST /wechat/notify` over real HTTP: 50 concurrent identical notifies make one transition
-//! and 50 logged SUCCESS replies; every bad notify changes nothing, says why, and is logged; no
-//! body makes the handler panic. On SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.
+//! and 50 logged SUCCESS replies; every bad notify changes nothing, says why, and is logged apart
+//! from the order it names, truncated, at most so many per client a minute (the rest counted),
+//! and never ahead of a genuine notify; no body makes the handler panic. On SQLite, and on
+//! PostgreSQL when TEST_DATABASE_URL is set.
 
 mod common;
 
-use common::app::{TestApp, on_every_backend, on_every_backend_with, order_row};
+use common::admin::{get, sign_in};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend, on_every_backend_with, order_row};
 use common::demo_merchant;
 use wechat_checkout::db::{events, exceptions, notify_log};
 use wechat_checkout::simulator::{DEMO_APPID, DEMO_MCH_ID};
-use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
+use wechat_checkout::wxpay::notify::{SUCCESS_REPLY, fail_reply};
 use wechat_checkout::wxpay::{ApiKey, Fields, Merchant, SignType};
 
 fn notify_fields(out_trade_no: &str, total_fee: i64, transaction_id: &str) -> Fields {
@@ -47,6 +50,21 @@ async fn post(app: &TestApp, body: impl Into<reqwest::Body>) -> (u16, String) {
 /// The app configured for HMAC-SHA256, as a merchant who chose it.
 fn hmac_configured(f: rocket::figment::Figment, _: &std::path::Path) -> rocket::figment::Figment {
     f.merge(("wechat_sign_type", "HMAC-SHA256"))
+}
+
+/// A notify for `no` signed with a key that is not ours: refused as a bad signature.
+fn forged_for(no: &str, transaction_id: &str, attach: &str) -> String {
+    let mut f = notify_fields(no, 1990, transaction_id);
+    f.insert("attach", attach);
+    let mut other = demo_merchant(SignType::Md5);
+    other.key = ApiKey::new("0123456789abcdef0123456789abcdef").unwrap();
+    signed(f, &other)
+}
+
+/// The refused deliveries the app stored (they name no order).
+fn stored_refused(app: &TestApp) -> Vec<wechat_checkout::domain::records::NotifyRecord> {
+    let all = notify_log::page(&mut app.db_handle().conn().unwrap(), None, None, None, 10_000).unwrap();
+    all.into_iter().filter(|r| r.verdict == "bad_signature").collect()
 }
 
 #[tokio::test]
@@ -162,14 +180,14 @@ async fn bad_notifies_change_nothing_and_say_why() {
         assert_eq!(reply, SUCCESS_REPLY);
 
         let mut conn = app.db_handle().conn().unwrap();
+        // The order's own list holds only what WeChat verifiably said about it; the refused
+        // deliveries are in the notify log, naming no order.
         let log = notify_log::for_order(&mut conn, &no).unwrap();
         let verdicts: Vec<&str> = log.iter().map(|r| r.verdict.as_str()).collect();
-        assert!(
-            verdicts.contains(&"bad_signature")
-                && verdicts.contains(&"foreign_merchant")
-                && verdicts.contains(&"amount_mismatch"),
-            "{verdicts:?}"
-        );
+        assert_eq!(verdicts, ["amount_mismatch"]);
+        let all = notify_log::page(&mut conn, None, Some("payment"), None, 100).unwrap();
+        let refused: Vec<&str> = all.iter().filter(|r| r.out_trade_no.is_none()).map(|r| r.verdict.as_str()).collect();
+        assert!(refused.contains(&"bad_signature") && refused.contains(&"foreign_merchant"), "{refused:?}");
         let raised = exceptions::for_order(&mut conn, &no).unwrap();
         assert_eq!(raised.len(), 1);
         assert_eq!(raised[0].kind, "amount_mismatch");
@@ -257,4 +275,109 @@ async fn no_body_makes_the_handler_fail_to_answer() {
     assert_eq!(reply, SUCCESS_REPLY);
     assert_eq!(app.order(&no).await["state"], "PAID");
     app.stop().await;
+}
+
+/// Refused deliveries kept per client IP per minute (`payments::refused::PER_IP_PER_MINUTE`).
+const LIMIT: usize = 20;
+/// The most of a refused body that is kept.
+const KEPT_AT_MOST: usize = 4096;
+
+/// The app's count of refused deliveries it dropped instead of storing, from `/healthz`.
+async fn dropped(app: &TestApp) -> u64 {
+    let health = app.get_json("/healthz").await;
+    health["refused_notifies"]["dropped"].as_u64().unwrap_or_else(|| panic!("no drop counter in {health}"))
+}
+
+#[tokio::test]
+async fn a_refused_notify_naming_a_real_order_stays_off_its_timeline() {
+    on_every_backend(|app| async move {
+        let (no, _) = app.paying_order("N-FORGE-1", 1990).await;
+        let (status, reply) = post(&app, forged_for(&no, "4200000000202611270000000077", "FORGED-MARK-1")).await;
+        assert_eq!((status, reply), (200, fail_reply("签名错误")), "the reply WeChat gets is unchanged");
+
+        let mut conn = app.db_handle().conn().unwrap();
+        assert!(notify_log::for_order(&mut conn, &no).unwrap().is_empty(), "a forged delivery is not the order's");
+        let stored = stored_refused(&app);
+        assert_eq!(stored.len(), 1);
+        assert_eq!((stored[0].out_trade_no.as_deref(), stored[0].transaction_id.as_deref()), (None, None));
+        assert!(stored[0].raw_body.contains("FORGED-MARK-1"));
+
+        let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
+        let (status, html) = get(&app, &admin, &format!("/admin/orders/{no}")).await;
+        assert_eq!(status, 200);
+        assert!(!html.contains("FORGED-MARK-1"), "the order page shows no forged delivery");
+        let (_, html) = get(&app, &admin, "/admin/notifies").await;
+        assert!(html.contains("FORGED-MARK-1"), "the notify log still shows the refused body");
+
+        // A genuine notify still lands on the order's timeline.
+        let genuine = signed(notify_fields(&no, 1990, "4200000000202611270000000078"), &demo_merchant(SignType::Md5));
+        assert_eq!(post(&app, genuine).await.1, SUCCESS_REPLY);
+        let log = notify_log::for_order(&mut conn, &no).unwrap();
+        assert_eq!(log.iter().map(|r| r.verdict.as_str()).collect::<Vec<_>>(), ["paid"]);
+        app
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_large_refused_body_is_stored_truncated() {
+    on_every_backend(|app| async move {
+        let body = forged_for("WC_NOT_OURS_1", "4200000000202611270000000079", &"x".repeat(60 * 1024));
+        assert!(body.len() > 60 * 1024);
+        let (_, reply) = post(&app, body.clone()).await;
+        assert_eq!(reply, fail_reply("签名错误"));
+        let stored = stored_refused(&app);
+        assert_eq!(stored.len(), 1);
+        let kept = &stored[0].raw_body;
+        assert!(kept.len() <= KEPT_AT_MOST, "{} bytes kept", kept.len());
+        assert!(!kept.is_empty() && body.starts_with(kept.as_str()), "the start of the body is kept");
+        assert!(
+            stored[0].reason.contains(&body.len().to_string()),
+            "the original length is noted: {}",
+            stored[0].reason
+        );
+        app
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_notifies_from_one_ip_is_capped_and_counted() {
+    on_every_backend(|app| async move {
+        assert_eq!(LIMIT, wechat_checkout::payments::refused::PER_IP_PER_MINUTE as usize);
+        assert_eq!(KEPT_AT_MOST, wechat_checkout::payments::refused::KEPT_BODY_BYTES);
+        let sent = 3 * LIMIT;
+        let started = std::time::Instant::now();
+        let bodies: Vec<String> =
+            (0..sent).map(|i| forged_for("WC_FLOOD_1", "4200000000202611270000000080", &format!("F{i}"))).collect();
+        let replies = futures::future::join_all(bodies.into_iter().map(|b| post(&app, b))).await;
+        // Every sender gets today's answer, stored or not.
+        assert!(replies.iter().all(|(s, r)| *s == 200 && *r == fail_reply("签名错误")));
+        let stored = stored_refused(&app).len();
+        // The window is a minute from the first delivery: a flood that took longer may span more.
+        let windows = started.elapsed().as_secs() as usize / 60 + 1;
+        assert!(stored >= LIMIT && stored <= LIMIT * windows, "{stored} of {sent} stored");
+        assert_eq!(dropped(&app).await, (sent - stored) as u64, "every refused delivery not stored is counted");
+        app
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_genuine_notify_is_applied_while_a_refused_flood_is_in_flight() {
+    on_every_backend(|app| async move {
+        let (no, _) = app.paying_order("N-FLOOD-2", 1990).await;
+        let genuine = signed(notify_fields(&no, 1990, "4200000000202611270000000081"), &demo_merchant(SignType::Md5));
+        let flood = futures::future::join_all(
+            (0..300).map(|i| post(&app, forged_for(&no, "4200000000202611270000000082", &format!("F{i}")))),
+        );
+        let (flood, (status, reply)) = tokio::join!(flood, post(&app, genuine));
+        assert_eq!((status, reply.as_str()), (200, SUCCESS_REPLY));
+        assert!(flood.iter().all(|(s, r)| *s == 200 && *r == fail_reply("签名错误")));
+        assert_eq!(app.order(&no).await["state"], "PAID");
+        let log = notify_log::for_order(&mut app.db_handle().conn().unwrap(), &no).unwrap();
+        assert_eq!(log.iter().map(|r| r.verdict.as_str()).collect::<Vec<_>>(), ["paid"]);
+        app
+    })
+    .await;
 }

@@ -233,3 +233,36 @@ async fn change_raises_an_exception_and_refundclose_gives_the_amount_back() {
     })
     .await;
 }
+
+/// Refused deliveries kept per client IP per minute (`payments::refused::PER_IP_PER_MINUTE`).
+const LIMIT: usize = 20;
+
+#[tokio::test]
+async fn refused_refund_notifies_are_truncated_capped_and_counted() {
+    on_every_backend(|app| async move {
+        // 60 KiB, under the route's limit, that cannot be decrypted: refused, the start kept.
+        let mut big = forged("00000000000000000000000000000000", DEMO_MCH_ID, &root("WC1", "R1", "100", "SUCCESS"));
+        big.insert_str(big.len() - "</xml>".len(), &format!("<pad>{}</pad>", "x".repeat(60 * 1024)));
+        let (status, _, reply) = post(&app, big.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(xml::parse(reply.as_bytes()).unwrap().get("return_code"), Some("FAIL"), "{reply}");
+        let log = refund_log(&app);
+        assert_eq!(log.len(), 1);
+        assert!(log[0].raw_body.len() <= 4096 && big.starts_with(&log[0].raw_body), "{} kept", log[0].raw_body.len());
+        assert!(log[0].reason.contains(&big.len().to_string()), "{}", log[0].reason);
+
+        // A flood from one client: at most the limit is kept (one is used above), the rest counted.
+        assert_eq!(LIMIT, wechat_checkout::payments::refused::PER_IP_PER_MINUTE as usize);
+        let sent = 3 * LIMIT;
+        let started = std::time::Instant::now();
+        let replies = futures::future::join_all((0..sent).map(|_| post(&app, "not xml at all"))).await;
+        assert!(replies.iter().all(|(s, _, r)| *s == 200 && r.contains("XML格式错误")));
+        let stored = refund_log(&app).len();
+        let windows = started.elapsed().as_secs() as usize / 60 + 1;
+        assert!(stored >= LIMIT && stored <= LIMIT * windows, "{stored} of {} stored", sent + 1);
+        let health = app.get_json("/healthz").await;
+        assert_eq!(health["refused_notifies"]["dropped"].as_u64(), Some((sent + 1 - stored) as u64), "{health}");
+        app
+    })
+    .await;
+}

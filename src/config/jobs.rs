@@ -1,5 +1,5 @@
 //! The background jobs' settings (see `jobs/`): whether they run, their schedules and limits,
-//! where bills are kept and where webhooks go.
+//! where bills are kept, where webhooks go, and how long the retention job keeps what.
 
 use std::time::Duration;
 
@@ -32,6 +32,58 @@ pub struct JobsSettings {
     pub webhook_schedule: Vec<Duration>,
     /// Names this instance in row leases.
     pub instance_id: String,
+    /// How long the retention job keeps each kind of row.
+    pub retention: Retention,
+}
+
+/// How long rows are kept before the retention job deletes them; `None` keeps them for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Refused (unverified) notify deliveries.
+    pub refused_notifies: Option<Duration>,
+    /// Used OAuth `state` nonces (a state itself is good for minutes).
+    pub oauth_states: Option<Duration>,
+    /// Staff sign-in attempts.
+    pub signin_attempts: Option<Duration>,
+    /// Attempts of webhook deliveries that are over (delivered or failed).
+    pub webhook_attempts: Option<Duration>,
+    /// Verified notify deliveries: evidence of payments, kept for good by default.
+    pub verified_notifies: Option<Duration>,
+    /// The audit log of staff actions, kept for good by default.
+    pub audit: Option<Duration>,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Retention {
+    /// Each window from its variable: `0` (or `forever`) keeps for good; otherwise a humantime
+    /// duration like `30d`, at least the shortest window that rows of its kind are still needed
+    /// for (an OAuth state must outlive its 10 minutes, or a replay would pass once purged) and
+    /// at most 100 years.
+    fn from_raw(raw: &RawSettings) -> Result<Retention, ConfigError> {
+        Ok(Retention {
+            refused_notifies: window("RETENTION_REFUSED_NOTIFIES", &raw.retention_refused_notifies, DAY)?,
+            oauth_states: window("RETENTION_OAUTH_STATES", &raw.retention_oauth_states, HOUR)?,
+            signin_attempts: window("RETENTION_SIGNIN_ATTEMPTS", &raw.retention_signin_attempts, DAY)?,
+            webhook_attempts: window("RETENTION_WEBHOOK_ATTEMPTS", &raw.retention_webhook_attempts, DAY)?,
+            verified_notifies: window("RETENTION_VERIFIED_NOTIFIES", &raw.retention_verified_notifies, 365 * DAY)?,
+            audit: window("RETENTION_AUDIT", &raw.retention_audit, 365 * DAY)?,
+        })
+    }
+}
+
+fn window(var: &'static str, value: &str, min: Duration) -> Result<Option<Duration>, ConfigError> {
+    let value = value.trim();
+    if matches!(value.to_ascii_lowercase().as_str(), "0" | "forever") {
+        return Ok(None);
+    }
+    let shortest = humantime::format_duration(min);
+    match humantime::parse_duration(value) {
+        Ok(d) if d >= min && d <= 36_500 * DAY => Ok(Some(d)),
+        Ok(_) => Err(invalid(var, format!("{value:?} is outside {shortest} to 100 years (0 keeps for good)"))),
+        Err(_) => Err(invalid(var, format!("{value:?} is not a duration like 30d, or 0 to keep for good"))),
+    }
 }
 
 impl JobsSettings {
@@ -56,6 +108,7 @@ impl JobsSettings {
                 .clone()
                 .filter(|i| !i.is_empty())
                 .unwrap_or_else(|| format!("{}-{}", std::process::id(), crate::wxpay::nonce::random_alphanumeric(8))),
+            retention: Retention::from_raw(raw)?,
         })
     }
 }
@@ -163,5 +216,48 @@ mod tests {
         assert!(!allow_private(None).unwrap());
         let e = with("https://hooks.merchant.example/", Some("maybe")).unwrap_err().to_string();
         assert!(e.starts_with("WEBHOOK_ALLOW_PRIVATE"), "{e}");
+    }
+
+    fn with_retention(var: &str, value: &str) -> RawSettings {
+        let mut raw = RawSettings::default();
+        let field = match var {
+            "refused" => &mut raw.retention_refused_notifies,
+            "oauth" => &mut raw.retention_oauth_states,
+            "verified" => &mut raw.retention_verified_notifies,
+            _ => &mut raw.retention_audit,
+        };
+        *field = value.into();
+        raw
+    }
+
+    #[test]
+    fn retention_defaults_keep_evidence_for_good() {
+        let r = Retention::from_raw(&RawSettings::default()).unwrap();
+        assert_eq!(r.refused_notifies, Some(30 * DAY));
+        assert_eq!(r.oauth_states, Some(DAY));
+        assert_eq!((r.signin_attempts, r.webhook_attempts), (Some(90 * DAY), Some(90 * DAY)));
+        assert_eq!((r.verified_notifies, r.audit), (None, None));
+    }
+
+    #[test]
+    fn retention_windows_are_checked() {
+        let r = Retention::from_raw(&with_retention("refused", "7d")).unwrap();
+        assert_eq!(r.refused_notifies, Some(7 * DAY));
+        assert_eq!(
+            Retention::from_raw(&with_retention("verified", "6years")).unwrap().verified_notifies.map(|d| d > 5 * 365 * DAY),
+            Some(true)
+        );
+        assert_eq!(Retention::from_raw(&with_retention("refused", "forever")).unwrap().refused_notifies, None);
+        for (var, value, named) in [
+            ("refused", "soon", "RETENTION_REFUSED_NOTIFIES"),
+            ("refused", "1h", "RETENTION_REFUSED_NOTIFIES"),
+            ("oauth", "5m", "RETENTION_OAUTH_STATES"),
+            ("verified", "30d", "RETENTION_VERIFIED_NOTIFIES"),
+            ("audit", "-1d", "RETENTION_AUDIT"),
+            ("audit", "1000years", "RETENTION_AUDIT"),
+        ] {
+            let e = Retention::from_raw(&with_retention(var, value)).unwrap_err().to_string();
+            assert!(e.starts_with(named), "{value}: {e}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rocket::figment::Figment;
 use thiserror::Error;
 
-pub use jobs::JobsSettings;
+pub use jobs::{JobsSettings, Retention};
 pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};
 pub use secret::{DatabaseUrl, Secret};

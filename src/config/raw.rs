@@ -52,6 +52,12 @@ pub struct RawSettings {
     pub instance_id: Option<String>,
     pub trusted_proxy: Option<String>,
     pub client_ip_header: String,
+    pub retention_refused_notifies: String,
+    pub retention_oauth_states: String,
+    pub retention_signin_attempts: String,
+    pub retention_webhook_attempts: String,
+    pub retention_verified_notifies: String,
+    pub retention_audit: String,
 }
 
 impl Default for RawSettings {
@@ -93,6 +99,12 @@ impl Default for RawSettings {
             instance_id: None,
             trusted_proxy: None,
             client_ip_header: "X-Real-IP".into(),
+            retention_refused_notifies: "30d".into(),
+            retention_oauth_states: "1d".into(),
+            retention_signin_attempts: "90d".into(),
+            retention_webhook_attempts: "90d".into(),
+            retention_verified_notifies: "0".into(),
+            retention_audit: "0".into(),
         }
     }
 }
@@ -134,6 +146,12 @@ pub const ENV_KEYS: &[&str] = &[
     "INSTANCE_ID",
     "TRUSTED_PROXY",
     "CLIENT_IP_HEADER",
+    "RETENTION_REFUSED_NOTIFIES",
+    "RETENTION_OAUTH_STATES",
+    "RETENTION_SIGNIN_ATTEMPTS",
+    "RETENTION_WEBHOOK_ATTEMPTS",
+    "RETENTION_VERIFIED_NOTIFIES",
+    "RETENTION_AUDIT",
 ];
 
 /// Settings that are numbers; every other variable is text.

@@ -1,5 +1,6 @@
 //! The notify log: every delivery WeChat made to `/wechat/notify` and `/wechat/refund-notify`,
-//! as received, with the verdict and our exact reply.
+//! as received, with the verdict and our exact reply. Refused (unverified) deliveries are kept
+//! too, with the start of their body and no order: what they claim is not to be believed.
 
 use std::borrow::Cow;
 
@@ -118,10 +119,13 @@ pub fn insert(conn: &mut AnyConnection, row: &NewNotifyLog) -> DbResult<()> {
     Ok(())
 }
 
+/// The verified deliveries about one order. Refused ones are stored without an order, and
+/// those logged by older builds with the order they claimed are left out by their verdict.
 pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<NotifyRecord>> {
     Ok(records(
         notify_log::table
             .filter(notify_log::out_trade_no.eq(out_trade_no))
+            .filter(notify_log::verdict.ne_all(NotifyVerdict::UNVERIFIED.map(NotifyVerdict::as_str)))
             .order(notify_log::id.asc())
             .select(NotifyDbRow::as_select())
             .load(conn)?,

@@ -19,7 +19,3 @@ pub fn consume(conn: &mut AnyConnection, nonce: &str, now: NaiveDateTime) -> DbR
     }
 }
 
-/// States expire after minutes; their nonces need not be kept longer than that.
-pub fn purge_older_than(conn: &mut AnyConnection, cutoff: NaiveDateTime) -> DbResult<usize> {
-    Ok(diesel::delete(oauth_states::table.filter(oauth_states::used_at.lt(cutoff))).execute(conn)?)
-}

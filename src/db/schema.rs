@@ -217,6 +217,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    job_runs (name) {
+        name -> Text,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(order_events -> orders (out_trade_no));
 diesel::joinable!(webhook_attempts -> webhook_events (event_id));
 diesel::joinable!(refunds -> orders (out_trade_no));
@@ -234,5 +243,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconciliation_runs,
     reconciliation_findings,
     webhook_events,
-    webhook_attempts
+    webhook_attempts,
+    job_runs
 );

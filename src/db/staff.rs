@@ -266,11 +266,6 @@ pub fn failures_from_ip(conn: &mut AnyConnection, ip: &str, since: NaiveDateTime
         .get_result(conn)?)
 }
 
-/// Old attempts only matter for rate limits measured in minutes.
-pub fn purge_attempts_before(conn: &mut AnyConnection, cutoff: NaiveDateTime) -> DbResult<usize> {
-    Ok(diesel::delete(login_attempts::table.filter(login_attempts::attempted_at.lt(cutoff))).execute(conn)?)
-}
-
 /// Admins that are not disabled, other than `except`: who would be left to administer the console.
 pub fn count_active_admins_except(conn: &mut AnyConnection, except: i64) -> DbResult<i64> {
     Ok(staff_users::table

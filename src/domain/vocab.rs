@@ -114,6 +114,24 @@ string_enum! {
     }
 }
 
+impl NotifyVerdict {
+    /// Deliveries refused before they were verified as WeChat's word about our merchant: anyone
+    /// can send these, so they are stored bounded, kept off order timelines, and purged sooner.
+    pub const UNVERIFIED: [NotifyVerdict; 7] = [
+        NotifyVerdict::BadXml,
+        NotifyVerdict::BadSignature,
+        NotifyVerdict::ForeignMerchant,
+        NotifyVerdict::ReturnFail,
+        NotifyVerdict::BadField,
+        NotifyVerdict::DecryptFailed,
+        NotifyVerdict::TooLarge,
+    ];
+
+    pub fn is_unverified(self) -> bool {
+        NotifyVerdict::UNVERIFIED.contains(&self)
+    }
+}
+
 string_enum! {
     /// A situation the machines could not settle, waiting for a person (`exceptions.kind`).
     pub enum ExceptionKind {

@@ -1,7 +1,8 @@
 //! Background jobs that settle payments by themselves: the poller (orderquery on a schedule), the
 //! expirer (query, then closeorder), refund sync (refundquery), the daily reconciler (the T+1
-//! bill), and merchant webhooks. They start with the server, stop cleanly on shutdown, and each
-//! can be run once from the command line (`wechat-checkout jobs <name>`).
+//! bill), merchant webhooks, and hourly retention (purging what is past its window). They start
+//! with the server, stop cleanly on shutdown, and each can be run once from the command line
+//! (`wechat-checkout jobs <name>`).
 //!
 //! Several instances may run them against one PostgreSQL database. Work is shared out with row
 //! leases: a job claims a row with one guarded UPDATE (`SET lease_owner = me, lease_until =
@@ -15,6 +16,7 @@ pub mod expirer;
 pub mod poller;
 pub mod reconcile;
 pub mod refund_sync;
+pub mod retention;
 pub mod signature;
 pub mod webhooks;
 
@@ -96,7 +98,7 @@ where
 }
 
 /// The jobs by name, as the command line and the scheduler know them.
-pub const NAMES: &[&str] = &["poll", "expire", "refund-sync", "reconcile", "webhooks"];
+pub const NAMES: &[&str] = &["poll", "expire", "refund-sync", "reconcile", "webhooks", "retention"];
 
 /// Runs one pass of the named job.
 pub async fn run_once(ctx: &JobContext, name: &str) -> Result<JobReport, AppError> {
@@ -106,7 +108,16 @@ pub async fn run_once(ctx: &JobContext, name: &str) -> Result<JobReport, AppErro
         "refund-sync" => refund_sync::run_once(ctx).await,
         "reconcile" => reconcile::run_due(ctx).await,
         "webhooks" => webhooks::run_once(ctx).await,
+        "retention" => retention::run_now(ctx).await,
         other => Err(AppError::invalid("job", format!("unknown job {other:?}; jobs: {}", NAMES.join(", ")))),
+    }
+}
+
+/// One scheduled pass: as [`run_once`], except that retention runs only when it is due.
+async fn scheduled_pass(ctx: &JobContext, name: &str) -> Result<JobReport, AppError> {
+    match name {
+        "retention" => retention::run_due(ctx).await,
+        _ => run_once(ctx, name).await,
     }
 }
 
@@ -123,12 +134,15 @@ pub fn start(ctx: JobContext) -> JobsHandle {
         .iter()
         .map(|name| {
             let (ctx, mut stopped) = (ctx.clone(), stopped.clone());
-            // The reconciler only has work once a day; checking each minute is plenty.
-            let tick =
-                if *name == "reconcile" { ctx.settings.tick.max(Duration::from_secs(60)) } else { ctx.settings.tick };
+            // The reconciler has work once a day and retention once an hour; checking each
+            // minute is plenty.
+            let tick = match *name {
+                "reconcile" | "retention" => ctx.settings.tick.max(Duration::from_secs(60)),
+                _ => ctx.settings.tick,
+            };
             tokio::spawn(async move {
                 loop {
-                    match run_once(&ctx, name).await {
+                    match scheduled_pass(&ctx, name).await {
                         Ok(report) if report.handled + report.failed > 0 => {
                             tracing::info!(job = name, %report, "job pass");
                         }

@@ -16,6 +16,7 @@ pub mod query;
 pub mod reconcile;
 pub mod refund;
 pub mod refund_notify;
+pub mod refused;
 pub mod shopper;
 pub mod staff_actions;
 pub mod webhook_address;
@@ -42,6 +43,8 @@ pub struct Payments {
     pub outbox: outbox::WebhookOutbox,
     /// When this process last asked WeChat for a status poll (kept in memory: polls write nothing).
     pub query_throttle: Arc<query::QueryThrottle>,
+    /// Rate limits and counters of refused notify deliveries, for this process.
+    pub refused: Arc<refused::RefusedGate>,
 }
 
 impl Payments {
@@ -50,7 +53,8 @@ impl Payments {
         let outbox = outbox::WebhookOutbox::new(config.clone());
         let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone());
         let query_throttle = Arc::new(query::QueryThrottle::default());
-        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle }
+        let refused = Arc::new(refused::RefusedGate::default());
+        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused }
     }
 
     /// Whether the database answers, for the health endpoint.

@@ -1,5 +1,6 @@
 //! Handling WeChat's payment notify: verify, then hand to the group-commit writer, and answer
-//! with the exact XML WeChat expects only after the outcome is durably recorded.
+//! with the exact XML WeChat expects only after the outcome is durably recorded. A delivery that
+//! fails verification is refused and stored bounded and apart (`payments::refused`).
 
 use super::Payments;
 use super::notify_writer::{Verdict, Work};
@@ -10,51 +11,35 @@ use crate::wxpay::notify::{NotifyError, NotifyOutcome, fail_reply, parse_payment
 impl Payments {
     /// Processes one delivery and returns the reply body. Never panics, whatever the body.
     pub async fn handle_payment_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
+        let n = match parse_payment_notify(body, &self.merchant) {
+            Ok(n) => n,
+            Err(e) => {
+                let (verdict, reply) = refusal(&e);
+                // What it claims (order, transaction) is not believed: it is stored apart.
+                self.record_refused(NotifyKind::Payment, body, remote_addr, verdict, e.to_string(), &reply).await;
+                return reply;
+            }
+        };
         let raw_body = String::from_utf8_lossy(body).into_owned();
         let mut log = NewNotifyLog::received(NotifyKind::Payment, raw_body, remote_addr);
-        let work = match parse_payment_notify(body, &self.merchant) {
-            Ok(n) => {
-                log.out_trade_no = Some(n.out_trade_no.clone());
-                log.transaction_id = Some(n.transaction_id.clone()).filter(|t| !t.is_empty());
-                match n.outcome {
-                    NotifyOutcome::Paid => Work::ConfirmPayment {
-                        out_trade_no: n.out_trade_no,
-                        facts: PaymentFacts {
-                            transaction_id: n.transaction_id,
-                            total_fee: n.total_fee,
-                            paid_at: n.time_end.unwrap_or_else(chrono::Utc::now),
-                            source: PaymentSource::Notify,
-                        },
-                    },
-                    // WeChat reports a failed payment; the order stays payable. Recorded only.
-                    NotifyOutcome::Failed { err_code, description } => Work::LogOnly {
-                        verdict: NotifyVerdict::PaymentFailed,
-                        reason: format!("{err_code}: {description}"),
-                        reply: crate::wxpay::notify::SUCCESS_REPLY.to_owned(),
-                    },
-                }
-            }
-            Err(e) => {
-                // Unverified, but it lets staff find a refused delivery from the order it names.
-                if let Ok(fields) = crate::wxpay::xml::parse(body) {
-                    let safe = |k: &str| fields.get(k).filter(|v| v.len() <= 64).map(str::to_owned);
-                    log.out_trade_no = safe("out_trade_no");
-                    log.transaction_id = safe("transaction_id");
-                }
-                let (verdict, reply) = match &e {
-                    NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
-                    NotifyError::Signature(_) => (NotifyVerdict::BadSignature, fail_reply("签名错误")),
-                    NotifyError::ForeignMerchant { .. } => {
-                        (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配"))
-                    }
-                    NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
-                    NotifyError::MissingField(_) | NotifyError::BadField { .. } | NotifyError::Decrypt(_) => {
-                        (NotifyVerdict::BadField, fail_reply("参数错误"))
-                    }
-                };
-                tracing::warn!(%verdict, error = %e, "payment notify refused");
-                Work::LogOnly { verdict, reason: e.to_string(), reply }
-            }
+        log.out_trade_no = Some(n.out_trade_no.clone());
+        log.transaction_id = Some(n.transaction_id.clone()).filter(|t| !t.is_empty());
+        let work = match n.outcome {
+            NotifyOutcome::Paid => Work::ConfirmPayment {
+                out_trade_no: n.out_trade_no,
+                facts: PaymentFacts {
+                    transaction_id: n.transaction_id,
+                    total_fee: n.total_fee,
+                    paid_at: n.time_end.unwrap_or_else(chrono::Utc::now),
+                    source: PaymentSource::Notify,
+                },
+            },
+            // WeChat reports a failed payment; the order stays payable. Recorded only.
+            NotifyOutcome::Failed { err_code, description } => Work::LogOnly {
+                verdict: NotifyVerdict::PaymentFailed,
+                reason: format!("{err_code}: {description}"),
+                reply: crate::wxpay::notify::SUCCESS_REPLY.to_owned(),
+            },
         };
         match self.notify_writer.submit(log, work).await {
             Ok(Verdict { verdict, reply, .. }) => {
@@ -65,6 +50,19 @@ impl Payments {
                 tracing::error!(error = %e, "payment notify not recorded; asking WeChat to retry");
                 fail_reply("系统繁忙，请重试")
             }
+        }
+    }
+}
+
+/// The verdict and exact reply for a payment notify that failed its checks.
+fn refusal(e: &NotifyError) -> (NotifyVerdict, String) {
+    match e {
+        NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
+        NotifyError::Signature(_) => (NotifyVerdict::BadSignature, fail_reply("签名错误")),
+        NotifyError::ForeignMerchant { .. } => (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配")),
+        NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
+        NotifyError::MissingField(_) | NotifyError::BadField { .. } | NotifyError::Decrypt(_) => {
+            (NotifyVerdict::BadField, fail_reply("参数错误"))
         }
     }
 }

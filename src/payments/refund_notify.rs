@@ -1,5 +1,6 @@
-//! WeChat's refund notify: decrypt and check it, log every delivery, apply its outcome through
-//! the shared refund transition, and answer SUCCESS only after that is committed.
+//! WeChat's refund notify: decrypt and check it, log every delivery (refused ones bounded and
+//! apart, see `payments::refused`), apply its outcome through the shared refund transition, and
+//! answer SUCCESS only after that is committed.
 //!
 //! The log keeps the outer XML as received (its `req_info` stays encrypted); the decrypted fields
 //! staff need (refund number, status, amount, account) go into the log's `reason`.
@@ -19,32 +20,16 @@ use crate::wxpay::refund_notify::{RefundNotify, parse_refund_notify};
 impl Payments {
     /// Processes one refund-notify delivery and returns the reply body. Never panics.
     pub async fn handle_refund_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
-        let raw_body = String::from_utf8_lossy(body).into_owned();
-        let mut log = NewNotifyLog::received(NotifyKind::Refund, raw_body, remote_addr);
         let notify = match parse_refund_notify(body, &self.merchant) {
             Ok(n) => n,
             Err(e) => {
-                let (verdict, reply) = match &e {
-                    NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
-                    NotifyError::Decrypt(_) => (NotifyVerdict::DecryptFailed, fail_reply("解密失败")),
-                    NotifyError::ForeignMerchant { .. } => {
-                        (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配"))
-                    }
-                    NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
-                    NotifyError::Signature(_) | NotifyError::MissingField(_) | NotifyError::BadField { .. } => {
-                        (NotifyVerdict::BadField, fail_reply("参数错误"))
-                    }
-                };
-                tracing::warn!(%verdict, error = %e, "refund notify refused");
-                log.verdict = verdict;
-                log.reason = e.to_string();
-                log.reply = reply.clone();
-                if let Err(e) = self.db.write(move |c| notify_log::insert(c, &log)).await {
-                    tracing::error!(error = %e, "refused refund notify could not be logged");
-                }
+                let (verdict, reply) = refusal(&e);
+                self.record_refused(NotifyKind::Refund, body, remote_addr, verdict, e.to_string(), &reply).await;
                 return reply;
             }
         };
+        let raw_body = String::from_utf8_lossy(body).into_owned();
+        let mut log = NewNotifyLog::received(NotifyKind::Refund, raw_body, remote_addr);
         log.out_trade_no = Some(notify.out_trade_no.clone()).filter(|s| s.len() <= 64);
         log.transaction_id = Some(notify.transaction_id.clone()).filter(|s| !s.is_empty() && s.len() <= 64);
         log.reason = summary(&notify).to_string();
@@ -80,19 +65,26 @@ impl Payments {
 }
 
 impl Payments {
-    /// Logs and refuses a delivery larger than the route accepts; `prefix` is what was read.
+    /// Refuses a delivery larger than the route accepts; `prefix` is what was read. Stored like
+    /// any refused delivery: its start, within the rate limits.
     pub async fn refuse_oversized_refund_notify(&self, prefix: &[u8], remote_addr: Option<String>) -> String {
         let reply = fail_reply("请求过大");
-        let shown = &prefix[..prefix.len().min(4096)];
-        let mut log =
-            NewNotifyLog::received(NotifyKind::Refund, String::from_utf8_lossy(shown).into_owned(), remote_addr);
-        log.verdict = NotifyVerdict::TooLarge;
-        log.reason = format!("body larger than {} bytes; the first {} are kept", prefix.len(), shown.len());
-        log.reply = reply.clone();
-        if let Err(e) = self.db.write(move |c| notify_log::insert(c, &log)).await {
-            tracing::error!(error = %e, "oversized refund notify could not be logged");
-        }
+        let reason = format!("body larger than {} bytes", prefix.len());
+        self.record_refused(NotifyKind::Refund, prefix, remote_addr, NotifyVerdict::TooLarge, reason, &reply).await;
         reply
+    }
+}
+
+/// The verdict and exact reply for a refund notify that failed its checks.
+fn refusal(e: &NotifyError) -> (NotifyVerdict, String) {
+    match e {
+        NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
+        NotifyError::Decrypt(_) => (NotifyVerdict::DecryptFailed, fail_reply("解密失败")),
+        NotifyError::ForeignMerchant { .. } => (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配")),
+        NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
+        NotifyError::Signature(_) | NotifyError::MissingField(_) | NotifyError::BadField { .. } => {
+            (NotifyVerdict::BadField, fail_reply("参数错误"))
+        }
     }
 }
 
