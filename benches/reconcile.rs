@@ -630,7 +630,7 @@ fn child(db_url: &str, bill: &Path, bill_dir: &Path, n: u64) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let report = runtime.block_on(async {
         let config = child_config(db_url, bill_dir);
-        let db = Db::connect(&config.database_url, config.db_pool_size).expect("database");
+        let db = Db::connect(config.database_url.expose(), config.db_pool_size).expect("database");
         let merchant = Merchant {
             appid: config.wechat.appid.clone(),
             mch_id: config.wechat.mch_id.clone(),

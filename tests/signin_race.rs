@@ -49,7 +49,8 @@ async fn parallel_wrong_passwords_lock_the_account_after_the_limit() {
 
         // Lift the per-IP limit behind the app's back: the lock alone refuses the right password.
         let later = wechat_checkout::db::now() + chrono::Duration::hours(1);
-        wechat_checkout::db::retention::purge_signin_attempts(&mut app.db_handle().conn().unwrap(), later, 100_000).unwrap();
+        wechat_checkout::db::retention::purge_signin_attempts(&mut app.db_handle().conn().unwrap(), later, 100_000)
+            .unwrap();
         let res = try_sign_in(&app, &browser(), "clerk", STAFF_PASSWORD).await;
         assert_eq!(res.status(), 401, "the right password does not open a locked account");
         app

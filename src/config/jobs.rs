@@ -244,7 +244,10 @@ mod tests {
         let r = Retention::from_raw(&with_retention("refused", "7d")).unwrap();
         assert_eq!(r.refused_notifies, Some(7 * DAY));
         assert_eq!(
-            Retention::from_raw(&with_retention("verified", "6years")).unwrap().verified_notifies.map(|d| d > 5 * 365 * DAY),
+            Retention::from_raw(&with_retention("verified", "6years"))
+                .unwrap()
+                .verified_notifies
+                .map(|d| d > 5 * 365 * DAY),
             Some(true)
         );
         assert_eq!(Retention::from_raw(&with_retention("refused", "forever")).unwrap().refused_notifies, None);

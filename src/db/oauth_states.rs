@@ -18,4 +18,3 @@ pub fn consume(conn: &mut AnyConnection, nonce: &str, now: NaiveDateTime) -> DbR
         Err(e) => Err(e.into()),
     }
 }
-
