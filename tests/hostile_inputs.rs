@@ -17,13 +17,12 @@ use std::sync::Arc;
 
 use common::admin::{console_refund, csrf_of, try_sign_in};
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestApp, TestDb, eventually, on_every_backend, order_row};
-use common::demo_merchant;
 use common::hostile::{Snapshot, raw_request};
 use common::process::Instance;
+use common::{demo_merchant, notify_fields};
 use reqwest::cookie::{CookieStore, Jar};
 use serde_json::{Value, json};
 use wechat_checkout::db::{Backend, Db, notify_log};
-use wechat_checkout::simulator::{DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::{SUCCESS_REPLY, fail_reply};
 use wechat_checkout::wxpay::refund_notify::encrypt_req_info;
 use wechat_checkout::wxpay::{ApiKey, Fields, SignType, xml};
@@ -59,28 +58,6 @@ impl Catalogue {
 }
 
 // ---- WeChat's notifies -----------------------------------------------------------------------
-
-fn notify_fields(out_trade_no: &str, total_fee: i64, transaction_id: &str) -> Fields {
-    [
-        ("appid", DEMO_APPID),
-        ("mch_id", DEMO_MCH_ID),
-        ("nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"),
-        ("result_code", "SUCCESS"),
-        ("return_code", "SUCCESS"),
-        ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
-        ("is_subscribe", "N"),
-        ("trade_type", "JSAPI"),
-        ("bank_type", "OTHERS"),
-        ("total_fee", &total_fee.to_string()),
-        ("fee_type", "CNY"),
-        ("cash_fee", &total_fee.to_string()),
-        ("transaction_id", transaction_id),
-        ("out_trade_no", out_trade_no),
-        ("time_end", "20261127101010"),
-    ]
-    .into_iter()
-    .collect()
-}
 
 /// The fields with `sign` set by the demo merchant's key.
 fn sign(mut fields: Fields, sign_type: SignType) -> Fields {

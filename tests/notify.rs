@@ -8,33 +8,10 @@ mod common;
 
 use common::admin::{get, sign_in};
 use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, on_every_backend, on_every_backend_with, order_row};
-use common::demo_merchant;
+use common::{demo_merchant, notify_fields};
 use wechat_checkout::db::{events, exceptions, notify_log};
-use wechat_checkout::simulator::{DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::notify::{SUCCESS_REPLY, fail_reply};
 use wechat_checkout::wxpay::{ApiKey, Fields, Merchant, SignType};
-
-fn notify_fields(out_trade_no: &str, total_fee: i64, transaction_id: &str) -> Fields {
-    [
-        ("appid", DEMO_APPID),
-        ("mch_id", DEMO_MCH_ID),
-        ("nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"),
-        ("result_code", "SUCCESS"),
-        ("return_code", "SUCCESS"),
-        ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
-        ("is_subscribe", "N"),
-        ("trade_type", "JSAPI"),
-        ("bank_type", "OTHERS"),
-        ("total_fee", &total_fee.to_string()),
-        ("fee_type", "CNY"),
-        ("cash_fee", &total_fee.to_string()),
-        ("transaction_id", transaction_id),
-        ("out_trade_no", out_trade_no),
-        ("time_end", "20261127101010"),
-    ]
-    .into_iter()
-    .collect()
-}
 
 fn signed(mut f: Fields, m: &Merchant) -> String {
     f.insert("sign", m.sign(&f));

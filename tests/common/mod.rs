@@ -15,6 +15,29 @@ use wechat_checkout::wxpay::{ApiKey, GatewayConfig, HttpPayGateway, Merchant, Si
 
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// The fields of a successful payment notify from WeChat for the demo merchant, unsigned.
+pub fn notify_fields(out_trade_no: &str, total_fee: i64, transaction_id: &str) -> wechat_checkout::wxpay::Fields {
+    [
+        ("appid", simulator::DEMO_APPID),
+        ("mch_id", simulator::DEMO_MCH_ID),
+        ("nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"),
+        ("result_code", "SUCCESS"),
+        ("return_code", "SUCCESS"),
+        ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE"),
+        ("is_subscribe", "N"),
+        ("trade_type", "JSAPI"),
+        ("bank_type", "OTHERS"),
+        ("total_fee", &total_fee.to_string()),
+        ("fee_type", "CNY"),
+        ("cash_fee", &total_fee.to_string()),
+        ("transaction_id", transaction_id),
+        ("out_trade_no", out_trade_no),
+        ("time_end", "20261127101010"),
+    ]
+    .into_iter()
+    .collect()
+}
+
 pub fn demo_merchant(sign_type: SignType) -> Merchant {
     Merchant {
         appid: simulator::DEMO_APPID.into(),
