@@ -117,6 +117,37 @@ impl Instance {
         self.wait_for_exit(|status| !status.success(), "death by SIGKILL");
     }
 
+    /// The process id, for signals sent from outside `Instance`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and returns at once; see [`Instance::exit_within`] to wait for the exit.
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGKILL and returns at once (the process dies without running any code of its own);
+    /// see [`Instance::exit_within`] to reap it.
+    pub fn kill_hard(&self) {
+        self.signal("KILL");
+    }
+
+    /// Waits (without blocking the runtime) up to `limit` for the process to exit: its exit
+    /// status, or `None` if it still runs.
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn signal(&self, name: &str) {
         // The shell's built-in `kill`: a minimal machine may have no /usr/bin/kill.
         let sent = Command::new("sh").args(["-c", &format!("kill -{name} {}", self.child.id())]).status().unwrap();
