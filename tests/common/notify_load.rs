@@ -15,13 +15,14 @@
 //! were not acked ([`Outcomes::not_acked`]): the same order gets the same transaction id, so a
 //! retry of a payment already recorded is a duplicate (SUCCESS), never a conflicting payment.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+use wechat_checkout::db::{Db, schema};
 use wechat_checkout::wxpay::SignType;
 use wechat_checkout::wxpay::notify::SUCCESS_REPLY;
 
@@ -187,6 +188,14 @@ impl NotifyLoad {
         }
     }
 
+    /// Lets every order be notified and answered, then returns every outcome.
+    pub async fn stop_when_done(self) -> Outcomes {
+        while !self.senders.iter().all(JoinHandle::is_finished) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.stop().await
+    }
+
     /// Sends nothing more, waits for the notifies in flight to be answered (or to time out), and
     /// returns every outcome.
     pub async fn stop(self) -> Outcomes {
@@ -234,4 +243,112 @@ async fn sender(shared: Arc<Shared>, http: reqwest::Client, url: String) -> Vec<
         answers.push((order.out_trade_no, answer));
     }
     answers
+}
+
+/// What the database says of the orders of one or more loads; see [`check_recorded`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Orders PAID.
+    pub paid: usize,
+    /// Orders not PAID (their notify was not acked, and not recorded either).
+    pub unpaid: usize,
+}
+
+/// Checks on `db` that every acked notify is recorded and that nothing of `orders` is
+/// half-written, panicking with the first order at fault:
+///
+/// - every order in `acks` (out_trade_no → times its notify was answered SUCCESS) is PAID;
+/// - every PAID order has its notify's transaction id, the paid amount of its notify and a paid
+///   time, exactly one `payment_confirmed` event in its timeline, and exactly one notify_log row
+///   with the verdict `paid` (the delivery that paid it);
+/// - an order that is not PAID has no transaction id, no paid amount, no `payment_confirmed`
+///   event and no `paid` notify_log row;
+/// - each order has at least as many notify_log rows answered SUCCESS as SUCCESS answers were
+///   received (a delivery cut off after its commit adds a row nobody saw, never the reverse).
+///
+/// Assumes the orders are paid only by these notifies (no poller settling them meanwhile).
+pub fn check_recorded(db: &Db, orders: &[LoadOrder], acks: &HashMap<String, usize>) -> Recorded {
+    use diesel::prelude::*;
+    use schema::{notify_log as l, order_events as e, orders as o};
+
+    let mut conn = db.conn().expect("a connection to check the database");
+    let mut recorded = Recorded::default();
+    // Chunks keep each IN (…) list well under both backends' parameter limits.
+    for chunk in orders.chunks(500) {
+        let nos: Vec<&str> = chunk.iter().map(|o| o.out_trade_no.as_str()).collect();
+        let rows: HashMap<String, (String, Option<String>, Option<i64>, bool)> = o::table
+            .filter(o::out_trade_no.eq_any(&nos))
+            .select((o::out_trade_no, o::state, o::transaction_id, o::paid_fen, o::paid_at.is_not_null()))
+            .load::<(String, String, Option<String>, Option<i64>, bool)>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|(no, state, tx, paid, at)| (no, (state, tx, paid, at)))
+            .collect();
+        let mut confirmations: HashMap<String, usize> = HashMap::new();
+        for no in e::table
+            .filter(e::out_trade_no.eq_any(&nos))
+            .filter(e::kind.eq("payment_confirmed"))
+            .select(e::out_trade_no)
+            .load::<String>(&mut conn)
+            .unwrap()
+        {
+            *confirmations.entry(no).or_default() += 1;
+        }
+        let mut paid_rows: HashMap<String, usize> = HashMap::new();
+        let mut success_rows: HashMap<String, usize> = HashMap::new();
+        for (no, verdict, reply) in l::table
+            .filter(l::out_trade_no.eq_any(&nos))
+            .select((l::out_trade_no.assume_not_null(), l::verdict, l::reply))
+            .load::<(String, String, String)>(&mut conn)
+            .unwrap()
+        {
+            if verdict == "paid" {
+                *paid_rows.entry(no.clone()).or_default() += 1;
+            }
+            if reply == SUCCESS_REPLY {
+                *success_rows.entry(no).or_default() += 1;
+            }
+        }
+        for order in chunk {
+            let no = &order.out_trade_no;
+            let (state, tx, paid, paid_at) = rows.get(no).unwrap_or_else(|| panic!("{no} is missing"));
+            let confirmed = confirmations.get(no).copied().unwrap_or(0);
+            let paid_logged = paid_rows.get(no).copied().unwrap_or(0);
+            let acked = acks.get(no).copied().unwrap_or(0);
+            let facts = format!(
+                "{no}: state {state}, transaction {tx:?}, paid {paid:?}, paid_at set {paid_at}, {confirmed} \
+                 payment_confirmed events, {paid_logged} `paid` log rows, acked {acked} times"
+            );
+            if state == "PAID" {
+                recorded.paid += 1;
+                assert_eq!(tx.as_deref(), Some(order.transaction_id.as_str()), "{facts}");
+                assert_eq!(*paid, Some(order.amount_fen), "{facts}");
+                assert!(*paid_at, "{facts}");
+                assert_eq!(confirmed, 1, "exactly one paid transition: {facts}");
+                assert_eq!(paid_logged, 1, "exactly one delivery paid it: {facts}");
+            } else {
+                recorded.unpaid += 1;
+                assert_eq!(acked, 0, "acked but not PAID: {facts}");
+                assert!(tx.is_none() && paid.is_none() && !paid_at, "half-written: {facts}");
+                assert_eq!((confirmed, paid_logged), (0, 0), "half-written: {facts}");
+            }
+            let logged = success_rows.get(no).copied().unwrap_or(0);
+            assert!(logged >= acked, "{logged} SUCCESS rows in notify_log for {acked} SUCCESS answers: {facts}");
+        }
+    }
+    recorded
+}
+
+/// `PRAGMA integrity_check` of the SQLite file at `path`: `"ok"` when the file is sound.
+pub fn sqlite_integrity_check(path: &str) -> String {
+    use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection, sql_types::Text};
+
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        integrity_check: String,
+    }
+    let mut conn = SqliteConnection::establish(path).expect("the SQLite file opens");
+    let lines = diesel::sql_query("PRAGMA integrity_check").load::<Line>(&mut conn).expect("integrity_check runs");
+    lines.into_iter().map(|l| l.integrity_check).collect::<Vec<_>>().join("\n")
 }
