@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::app::{API_TOKEN, TestDb};
-use common::notify_load::{LoadOrder, NotifyLoad, check_recorded, create_orders, sqlite_integrity_check};
+use common::notify_load::{
+    LoadOrder, NotifyLoad, check_recorded, create_orders, interleave, sqlite_integrity_check, verify_recorded,
+};
 use common::process::Instance;
 use common::{fast_config, start_simulator};
 use rand::RngExt;
@@ -66,7 +68,7 @@ async fn crash_rounds(test_db: &TestDb, dir: &Path) {
         let fresh = create_orders(&instance.base_url, &format!("CRASH-{round}"), ORDERS_PER_ROUND).await;
         all.extend(fresh.iter().cloned());
         // WeChat notifies again what the last crash left unacknowledged, among the new payments.
-        let orders: Vec<LoadOrder> = retries.drain(..).chain(fresh).collect();
+        let orders = interleave(std::mem::take(&mut retries), fresh);
         let load = NotifyLoad::start(&instance.base_url, orders);
 
         // A random moment while notifies are being answered and more are in flight.
@@ -137,4 +139,44 @@ async fn assert_paid_through_api(instance: &Instance, acked: &[String]) {
             .unwrap();
         assert_eq!(order["state"], "PAID", "{no} was acked: {order}");
     }
+}
+
+/// The check the crash rounds rely on can fail: on a real database it refuses an acked order left unpaid, a PAID
+/// order without its paid transition, and an unpaid order carrying a transaction id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_refuses_what_a_bad_crash_would_leave() {
+    use diesel::prelude::*;
+    use wechat_checkout::db::schema::{order_events as e, orders as o};
+
+    let app = common::app::TestApp::sqlite().await;
+    let orders = create_orders(&app.base_url, "CHECK", 3).await;
+    let (paid, unpaid, spare) = (&orders[0], &orders[1], &orders[2]);
+    let outcomes = NotifyLoad::start(&app.base_url, vec![paid.clone(), spare.clone()]).stop_when_done().await;
+    assert_eq!(outcomes.acked.len(), 2, "{outcomes:?}");
+    let db = app.db_handle();
+    let acks: HashMap<String, usize> = outcomes.acked.iter().map(|no| (no.clone(), 1)).collect();
+    assert_eq!(check_recorded(&db, &orders, &acks).paid, 2, "a sound database passes");
+    let refused = |acks: &HashMap<String, usize>| verify_recorded(&db, &orders, acks).is_err();
+
+    let mut acked_unpaid = acks.clone();
+    acked_unpaid.insert(unpaid.out_trade_no.clone(), 1);
+    assert!(refused(&acked_unpaid), "an acked order that is not PAID");
+
+    let mut conn = db.conn().unwrap();
+    diesel::update(o::table.find(&unpaid.out_trade_no))
+        .set(o::transaction_id.eq(Some(unpaid.transaction_id.clone())))
+        .execute(&mut conn)
+        .unwrap();
+    assert!(refused(&acks), "an unpaid order with a transaction id");
+    diesel::update(o::table.find(&unpaid.out_trade_no))
+        .set(o::transaction_id.eq(None::<String>))
+        .execute(&mut conn)
+        .unwrap();
+    assert!(!refused(&acks), "sound again");
+
+    diesel::delete(e::table.filter(e::out_trade_no.eq(&paid.out_trade_no)).filter(e::kind.eq("payment_confirmed")))
+        .execute(&mut conn)
+        .unwrap();
+    assert!(refused(&acks), "a PAID order without its paid transition");
+    app.stop().await;
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::app::TestDb;
-use common::notify_load::{LoadOrder, NotifyLoad, check_recorded, create_orders, sqlite_integrity_check};
+use common::notify_load::{LoadOrder, NotifyLoad, check_recorded, create_orders, interleave, sqlite_integrity_check};
 use common::process::Instance;
 use common::{fast_config, start_simulator};
 use rand::RngExt;
@@ -72,7 +72,7 @@ async fn shutdown_rounds(test_db: &TestDb, dir: &Path) {
     for round in 0..rounds() {
         let fresh = create_orders(&instance.base_url, &format!("TERM-{round}"), ORDERS_PER_ROUND).await;
         all.extend(fresh.iter().cloned());
-        let orders: Vec<LoadOrder> = retries.drain(..).chain(fresh).collect();
+        let orders = interleave(std::mem::take(&mut retries), fresh);
         let load = NotifyLoad::start(&instance.base_url, orders);
 
         let (after_acks, jitter_us) = {

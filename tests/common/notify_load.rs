@@ -268,6 +268,11 @@ pub struct Recorded {
 ///
 /// Assumes the orders are paid only by these notifies (no poller settling them meanwhile).
 pub fn check_recorded(db: &Db, orders: &[LoadOrder], acks: &HashMap<String, usize>) -> Recorded {
+    verify_recorded(db, orders, acks).unwrap_or_else(|fault| panic!("{fault}"))
+}
+
+/// [`check_recorded`], returning the first fault instead of panicking.
+pub fn verify_recorded(db: &Db, orders: &[LoadOrder], acks: &HashMap<String, usize>) -> Result<Recorded, String> {
     use diesel::prelude::*;
     use schema::{notify_log as l, order_events as e, orders as o};
 
@@ -321,22 +326,26 @@ pub fn check_recorded(db: &Db, orders: &[LoadOrder], acks: &HashMap<String, usiz
             );
             if state == "PAID" {
                 recorded.paid += 1;
-                assert_eq!(tx.as_deref(), Some(order.transaction_id.as_str()), "{facts}");
-                assert_eq!(*paid, Some(order.amount_fen), "{facts}");
-                assert!(*paid_at, "{facts}");
-                assert_eq!(confirmed, 1, "exactly one paid transition: {facts}");
-                assert_eq!(paid_logged, 1, "exactly one delivery paid it: {facts}");
+                ensure(tx.as_deref() == Some(order.transaction_id.as_str()), "not its notify's transaction", &facts)?;
+                ensure(*paid == Some(order.amount_fen), "not its notify's amount", &facts)?;
+                ensure(*paid_at, "no paid time", &facts)?;
+                ensure(confirmed == 1, "not exactly one paid transition", &facts)?;
+                ensure(paid_logged == 1, "not exactly one delivery that paid it", &facts)?;
             } else {
                 recorded.unpaid += 1;
-                assert_eq!(acked, 0, "acked but not PAID: {facts}");
-                assert!(tx.is_none() && paid.is_none() && !paid_at, "half-written: {facts}");
-                assert_eq!((confirmed, paid_logged), (0, 0), "half-written: {facts}");
+                ensure(acked == 0, "acked but not PAID", &facts)?;
+                ensure(tx.is_none() && paid.is_none() && !paid_at, "half-written: payment facts", &facts)?;
+                ensure((confirmed, paid_logged) == (0, 0), "half-written: a paid event or delivery", &facts)?;
             }
             let logged = success_rows.get(no).copied().unwrap_or(0);
-            assert!(logged >= acked, "{logged} SUCCESS rows in notify_log for {acked} SUCCESS answers: {facts}");
+            ensure(logged >= acked, &format!("only {logged} SUCCESS rows in notify_log"), &facts)?;
         }
     }
-    recorded
+    Ok(recorded)
+}
+
+fn ensure(holds: bool, what: &str, facts: &str) -> Result<(), String> {
+    if holds { Ok(()) } else { Err(format!("{what}: {facts}")) }
 }
 
 /// `PRAGMA integrity_check` of the SQLite file at `path`: `"ok"` when the file is sound.
@@ -351,4 +360,17 @@ pub fn sqlite_integrity_check(path: &str) -> String {
     let mut conn = SqliteConnection::establish(path).expect("the SQLite file opens");
     let lines = diesel::sql_query("PRAGMA integrity_check").load::<Line>(&mut conn).expect("integrity_check runs");
     lines.into_iter().map(|l| l.integrity_check).collect::<Vec<_>>().join("\n")
+}
+
+/// `retries` and `fresh` taken in turn (then the rest of the longer), as WeChat's retries of
+/// earlier notifies arrive among the notifies of new payments.
+pub fn interleave(retries: Vec<LoadOrder>, fresh: Vec<LoadOrder>) -> Vec<LoadOrder> {
+    let mut out = Vec::with_capacity(retries.len() + fresh.len());
+    let (mut a, mut b) = (retries.into_iter(), fresh.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return out,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
 }
