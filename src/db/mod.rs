@@ -6,6 +6,7 @@ pub mod audit;
 pub mod events;
 pub mod exceptions;
 pub mod figures;
+pub mod health;
 pub mod job_runs;
 pub mod migrate;
 pub mod notify_log;
@@ -129,6 +130,8 @@ pub struct Db {
     /// Write transactions begun through this handle and its clones: lets a test prove that a
     /// path meant to only read (the status poll) writes nothing.
     writes: Arc<AtomicU64>,
+    /// Whether the last write transaction failed for the storage's sake, for the health check.
+    write_health: health::WriteHealth,
 }
 
 impl Db {
@@ -145,7 +148,13 @@ impl Db {
             .connection_customizer(Box::new(Settings))
             .build(Manager { url: url.to_owned(), backend })
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        Ok(Db { pool, backend, write_lock: Arc::new(Mutex::new(())), writes: Arc::new(AtomicU64::new(0)) })
+        Ok(Db {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+            writes: Arc::new(AtomicU64::new(0)),
+            write_health: health::WriteHealth::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -188,20 +197,43 @@ impl Db {
         run_blocking(move || db.write_blocking(f)).await
     }
 
-    /// [`Db::write`] for code already on a blocking thread.
+    /// [`Db::write`] for code already on a blocking thread. How it ends is noted for the health
+    /// check: a connection, BEGIN or COMMIT failing for the storage's sake marks writes as
+    /// failing, a commit clears that. (An error of `f` is the use case's, and says nothing.)
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, E>,
         E: From<DbError>,
     {
-        let _guard = match self.backend {
+        let _guard = self.sqlite_write_guard();
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut conn = self.conn().inspect_err(|e| self.write_health.failed(e))?;
+        match run_transaction(&mut conn, f) {
+            Ok(value) => {
+                self.write_health.succeeded();
+                Ok(value)
+            }
+            Err(TxFailure::Db(e)) => {
+                self.write_health.failed(&e);
+                Err(E::from(e))
+            }
+            Err(TxFailure::Work(e)) => Err(e),
+        }
+    }
+
+    /// Our own writers in turn, on SQLite (see `write_lock`); nothing on PostgreSQL.
+    fn sqlite_write_guard(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.backend {
             Backend::Sqlite => Some(self.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
             Backend::Postgres => None,
-        };
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        let mut conn = self.conn()?;
-        in_transaction(&mut conn, f)
+        }
     }
+}
+
+/// How a transaction failed: its BEGIN or COMMIT (the database refused), or the work in it.
+pub(crate) enum TxFailure<E> {
+    Db(DbError),
+    Work(E),
 }
 
 /// Begins a transaction (IMMEDIATE on SQLite, so the write lock is taken up front and a later
@@ -211,22 +243,33 @@ where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
     E: From<DbError>,
 {
+    run_transaction(conn, f).map_err(|failure| match failure {
+        TxFailure::Db(e) => E::from(e),
+        TxFailure::Work(e) => e,
+    })
+}
+
+/// [`in_transaction`], telling the database's failures from those of `f`.
+pub(crate) fn run_transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, TxFailure<E>>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+{
     let begin = match conn {
         AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c),
     };
-    begin.map_err(|e| E::from(DbError::from(e)))?;
+    begin.map_err(|e| TxFailure::Db(e.into()))?;
     match f(conn) {
         Ok(value) => {
             <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)
-                .map_err(|e| E::from(DbError::from(e)))?;
+                .map_err(|e| TxFailure::Db(e.into()))?;
             Ok(value)
         }
         Err(e) => {
             if let Err(rollback) = <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn) {
                 tracing::error!(error = %rollback, "rollback failed");
             }
-            Err(e)
+            Err(TxFailure::Work(e))
         }
     }
 }

@@ -57,8 +57,39 @@ impl Payments {
         Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused }
     }
 
-    /// Whether the database answers, for the health endpoint.
-    pub async fn check_database(&self) -> Result<(), crate::db::DbError> {
-        self.db.read(crate::db::ping).await
+    /// Whether the database answers and takes writes, for the health endpoint. The detail is
+    /// logged here; the endpoint (public) tells only which of the two fails.
+    pub async fn check_database(&self) -> Result<(), DatabaseDown> {
+        use crate::db::health::Health;
+        match self.db.health().await {
+            Health::Ok => Ok(()),
+            Health::Unreachable(detail) => {
+                tracing::warn!(%detail, "health check: the database is unreachable");
+                Err(DatabaseDown::Unreachable)
+            }
+            Health::WritesFailing(detail) => {
+                tracing::warn!(%detail, "health check: the database answers but refuses writes");
+                Err(DatabaseDown::WritesFailing)
+            }
+        }
+    }
+}
+
+/// Why the database is not healthy. While it is, payment notifies are answered FAIL (WeChat
+/// retries them) and pages that need it answer 503.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseDown {
+    /// No connection within the health check's wait, or `SELECT 1` failed.
+    Unreachable,
+    /// It answers, but writes fail (a full disk, an I/O error, a read-only database).
+    WritesFailing,
+}
+
+impl DatabaseDown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseDown::Unreachable => "unreachable",
+            DatabaseDown::WritesFailing => "writes_failing",
+        }
     }
 }
