@@ -2,12 +2,15 @@
 //! under notify load, on a server instance the test owns; SQLite on a filesystem that fills up
 //! under load (a small tmpfs, filled by a filler file, then freed). Notifies during the outage
 //! are answered FAIL (WeChat retries), none is answered SUCCESS without its payment stored,
-//! `/healthz` is non-2xx meanwhile, and the same process recovers by itself once the database
-//! returns: new notifies and WeChat's retries of the failed ones are answered SUCCESS.
+//! `/healthz` is 503 meanwhile (`"database": "unreachable"`, or `"writes_failing"` on the full
+//! disk, where `SELECT 1` still works), and the same process recovers by itself once the
+//! database returns: `/healthz` says 200 again, new notifies and WeChat's retries of the failed
+//! ones are answered SUCCESS.
 //!
-//! Needs root (tmpfs, `runuser`) and the PostgreSQL server binaries; without them each test
-//! prints why and passes, unless `REQUIRE_RESILIENCE=1` (CI) makes that a failure. `SOAK=1`
-//! repeats the outage several times on the same process.
+//! The SQLite test needs root (to mount the tmpfs); the PostgreSQL one needs the server
+//! binaries (as root it runs them as the `postgres` user, which initdb requires). Without them a
+//! test prints why and passes, unless `REQUIRE_RESILIENCE=1` (CI) makes that a failure.
+//! `SOAK=1` repeats the outage five times on the same process.
 
 mod common;
 
