@@ -50,9 +50,7 @@ async fn kill_9_under_notify_load_loses_no_acknowledged_payment() {
 
 /// The app alone on the notify path: no jobs, so that only notifies can pay an order.
 async fn start(name: &str, db: &TestDb, api_base: &str, dir: &Path) -> Instance {
-    let mut instance = Instance::spawn(name, &db.url(), api_base, api_base, &[("JOBS", "off".to_owned())], dir);
-    instance.wait_until_up().await;
-    instance
+    Instance::spawn_launched(name, &db.url(), api_base, api_base, &[("JOBS", "off".to_owned())], dir).await
 }
 
 async fn crash_rounds(test_db: &TestDb, dir: &Path) {
@@ -103,7 +101,7 @@ async fn crash_rounds(test_db: &TestDb, dir: &Path) {
         instance = start(&format!("app-{}", round + 1), test_db, &api_base, dir).await;
         let recorded = check_recorded(&db, &all, &acks);
         eprintln!("round {round}: after restart {recorded:?}");
-        assert_paid_through_api(&instance, &outcomes.acked).await;
+        assert_paid_through_api(&mut instance, &outcomes.acked).await;
         if let TestDb::Sqlite(path) = test_db {
             assert_eq!(sqlite_integrity_check(&path.to_string_lossy()), "ok");
         }
@@ -125,18 +123,17 @@ async fn crash_rounds(test_db: &TestDb, dir: &Path) {
 }
 
 /// The restarted app itself reports every acked order PAID through the merchant API.
-async fn assert_paid_through_api(instance: &Instance, acked: &[String]) {
+async fn assert_paid_through_api(instance: &mut Instance, acked: &[String]) {
     let http = reqwest::Client::new();
     for no in acked {
-        let order: Value = http
-            .get(instance.url(&format!("/api/v1/orders/{no}")))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let res = http.get(instance.url(&format!("/api/v1/orders/{no}"))).bearer_auth(API_TOKEN).send().await;
+        let order: Value = match res {
+            Ok(res) => res.json().await.unwrap(),
+            Err(e) => {
+                let exited = instance.exit_within(Duration::ZERO).await;
+                panic!("{no}: {e}; the app has exited: {exited:?}; its log:\n{}", instance.log_text())
+            }
+        };
         assert_eq!(order["state"], "PAID", "{no} was acked: {order}");
     }
 }

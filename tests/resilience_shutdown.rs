@@ -55,9 +55,7 @@ async fn sigterm_under_notify_load_acks_only_committed_notifies_and_exits_in_gra
 async fn start(name: &str, db: &TestDb, api_base: &str, dir: &Path) -> Instance {
     let extra =
         [("ROCKET_CONFIG", concat!(env!("CARGO_MANIFEST_DIR"), "/Rocket.toml").to_owned()), ("JOBS", "on".to_owned())];
-    let mut instance = Instance::spawn(name, &db.url(), api_base, api_base, &extra, dir);
-    instance.wait_until_up().await;
-    instance
+    Instance::spawn_launched(name, &db.url(), api_base, api_base, &extra, dir).await
 }
 
 async fn shutdown_rounds(test_db: &TestDb, dir: &Path) {

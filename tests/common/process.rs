@@ -81,6 +81,27 @@ impl Instance {
         Instance { name: name.to_owned(), base_url, child, log }
     }
 
+    /// [`Instance::spawn`], then [`Instance::wait_until_launched`]; on another port if the
+    /// process could not serve on the first (up to three tries).
+    pub async fn spawn_launched(
+        name: &str,
+        db_url: &str,
+        api_base: &str,
+        sim_base: &str,
+        extra: &[(&str, String)],
+        dir: &Path,
+    ) -> Instance {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut instance = Instance::spawn(name, db_url, api_base, sim_base, extra, dir);
+            match instance.wait_until_launched().await {
+                Ok(()) => return instance,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("{name} never served:\n{}", failures.join("\n"));
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
@@ -98,6 +119,28 @@ impl Instance {
             }
             if http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
                 return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} did not come up:\n{}", self.name, self.log_text());
+    }
+
+    /// Waits until this very process serves: its log says it launched on its own address and
+    /// `/healthz` answers. (`wait_until_up` alone may be answered by another test's server that
+    /// took the port between `free_port` and this process's bind.) `Err` with the log if the
+    /// process exited first, as it does when it cannot bind; the caller may spawn another.
+    pub async fn wait_until_launched(&mut self) -> Result<(), String> {
+        let http = reqwest::Client::new();
+        let launched = format!("Rocket has launched from {}", self.base_url);
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(format!("{} exited with {status} while starting:\n{}", self.name, self.log_text()));
+            }
+            if self.log_text().contains(&launched)
+                && http.get(self.url("/healthz")).send().await.is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
