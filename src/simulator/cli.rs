@@ -77,6 +77,12 @@ pub struct SimulatorArgs {
     /// Copies sent at once for the first delivery attempt.
     #[arg(long, default_value_t = 0)]
     pub fault_concurrent_notifies: u32,
+    /// Probability that a notify's first delivery is held back (up to --fault-late-notify-ms),
+    /// so that later notifies overtake it.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_late_notify_rate: f64,
+    #[arg(long, default_value_t = 2000)]
+    pub fault_late_notify_ms: u64,
     /// Added to total_fee and cash_fee in payment notifies (still correctly signed).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub fault_notify_amount_delta: i64,
@@ -95,6 +101,8 @@ impl SimulatorArgs {
             drop_notify_rate: self.fault_drop_notify_rate,
             duplicate_notifies: self.fault_duplicate_notifies,
             concurrent_notifies: self.fault_concurrent_notifies,
+            late_notify_rate: self.fault_late_notify_rate,
+            late_notify_ms: self.fault_late_notify_ms,
             notify_amount_delta: self.fault_notify_amount_delta,
             bill_creating: self.fault_bill_creating,
         }
@@ -146,7 +154,7 @@ fn banner(args: &SimulatorArgs, api: &str, own: &str) -> String {
          \n  API base      {api}   (/pay/unifiedorder, /secapi/pay/refund, …)\
          \n  OAuth         {api}/connect/oauth2/authorize   {api}/sns/oauth2/access_token\
          \n  JS bridge     <script src=\"{own}/bridge.js\"></script>\
-         \n  Control       {own}/control/faults  /clock  /orders/<out_trade_no>  /notifies  /reset\
+         \n  Control       {own}/control/faults  /seed  /time-factor  /clock  /orders/<out_trade_no>  /notifies  /reset\
          \n\n  appid         {}\n  mch_id        {}\n  API key       {shown_key}\n  AppSecret     {shown_secret}\
          \n  time factor   {}\n  certificates  {cert_note}\n\nPress Ctrl-C to stop.\n",
         args.appid, args.mch_id, args.time_factor

@@ -47,6 +47,12 @@ pub struct Faults {
     pub duplicate_notifies: u32,
     /// Send this many identical copies at once for the first delivery attempt.
     pub concurrent_notifies: u32,
+    /// Probability that a notify's first delivery is held back by a random time up to
+    /// `late_notify_ms` (real time, not scaled): notifies sent after it, the queries the merchant
+    /// makes meanwhile, and its refund's notify may all overtake it. This is how notifies arrive
+    /// out of order.
+    pub late_notify_rate: f64,
+    pub late_notify_ms: u64,
     /// Added to `total_fee` and `cash_fee` in payment notifies (the notify stays correctly signed).
     pub notify_amount_delta: i64,
     /// Every downloadbill answers "Bill Creating".
@@ -61,6 +67,7 @@ impl Faults {
             ("slow_rate", self.slow_rate),
             ("garbled_rate", self.garbled_rate),
             ("drop_notify_rate", self.drop_notify_rate),
+            ("late_notify_rate", self.late_notify_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1 (got {rate})"));
@@ -147,16 +154,13 @@ impl SimulatorConfig {
                 }
             }
         }
-        if !(self.time_factor.is_finite() && self.time_factor > 0.0 && self.time_factor <= 1000.0) {
-            return bad(format!("time_factor must be a positive number (got {})", self.time_factor));
-        }
+        check_time_factor(self.time_factor).map_err(SimulatorError::Config)?;
         self.faults.validate().map_err(SimulatorError::Config)
     }
 
     /// Scales a delay of the real service by `time_factor`.
-    #[allow(clippy::float_arithmetic, reason = "the simulator's clock, never money")]
     pub fn scaled(&self, d: Duration) -> Duration {
-        Duration::try_from_secs_f64(d.as_secs_f64() * self.time_factor).unwrap_or(Duration::MAX)
+        scale(d, self.time_factor)
     }
 
     /// Whether a notify may be sent to, or a shopper redirected to, `url`: always, unless
@@ -172,6 +176,21 @@ impl SimulatorConfig {
     pub(crate) fn merchant_for_appid(&self, appid: &str) -> Option<&SimMerchant> {
         self.merchants.iter().find(|m| m.appid == appid)
     }
+}
+
+/// A time factor must be a positive number, at most 1000.
+pub(crate) fn check_time_factor(factor: f64) -> Result<(), String> {
+    if factor.is_finite() && factor > 0.0 && factor <= 1000.0 {
+        Ok(())
+    } else {
+        Err(format!("time_factor must be a positive number (got {factor})"))
+    }
+}
+
+/// `d` multiplied by a time factor.
+#[allow(clippy::float_arithmetic, reason = "the simulator's clock, never money")]
+pub(crate) fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The control API (`{own}/control/...`, JSON): faults, the simulated clock, order snapshots,
-//! the notify log, forced refund outcomes, and reset.
+//! The control API (`{own}/control/...`, JSON): faults, the seed of their dice, the time
+//! factor, the simulated clock, order snapshots, the notify log, forced refund outcomes, and
+//! reset.
 
 use std::time::Duration;
 
@@ -56,6 +57,47 @@ async fn post_faults(sim: &State<Mounted>, data: Data<'_>) -> JsonReply {
             sim.0.set_faults(faults.clone());
             json_ok(json!(faults))
         }
+        Err(e) => json_error(Status::BadRequest, e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Seed {
+    seed: u64,
+}
+
+/// Starts the fault dice over from a seed (a mounted simulator's dice are otherwise unseeded).
+#[post("/control/seed", data = "<data>")]
+async fn post_seed(sim: &State<Mounted>, data: Data<'_>) -> JsonReply {
+    let body: Seed = match read_json(data).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    sim.0.reseed(body.seed);
+    json_ok(json!({ "seed": body.seed }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeFactor {
+    time_factor: f64,
+}
+
+#[get("/control/time-factor")]
+fn get_time_factor(sim: &State<Mounted>) -> JsonReply {
+    json_ok(json!({ "time_factor": sim.0.time_factor() }))
+}
+
+/// Changes the time factor of notify retries and refund settlements scheduled from now on.
+#[post("/control/time-factor", data = "<data>")]
+async fn post_time_factor(sim: &State<Mounted>, data: Data<'_>) -> JsonReply {
+    let body: TimeFactor = match read_json(data).await {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    match sim.0.set_time_factor(body.time_factor) {
+        Ok(()) => json_ok(json!({ "time_factor": body.time_factor })),
         Err(e) => json_error(Status::BadRequest, e),
     }
 }
@@ -155,6 +197,9 @@ pub(crate) fn routes() -> Vec<Route> {
     routes![
         get_faults,
         post_faults,
+        post_seed,
+        get_time_factor,
+        post_time_factor,
         get_clock,
         post_clock,
         get_order,

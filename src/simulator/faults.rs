@@ -28,6 +28,8 @@ pub(crate) struct NotifyPlan {
     pub dropped: bool,
     pub duplicates: u32,
     pub concurrent: u32,
+    /// How long the first delivery is held back (the late-notify fault).
+    pub late: Option<Duration>,
 }
 
 impl FaultDice {
@@ -56,17 +58,27 @@ impl FaultDice {
 
     pub fn roll_notify(&mut self) -> NotifyPlan {
         let f = self.faults.clone();
+        let dropped = self.chance(f.drop_notify_rate);
+        // Drawn only when late notifies are on, so that runs without them replay the sequences
+        // they drew before this fault existed; with them on, two draws whatever the rate.
+        let late = (f.late_notify_rate > 0.0).then(|| {
+            let late = self.chance(f.late_notify_rate);
+            let by = self.rng.random_range(0..=f.late_notify_ms);
+            late.then(|| Duration::from_millis(by))
+        });
         NotifyPlan {
-            dropped: self.chance(f.drop_notify_rate),
+            dropped,
             duplicates: f.duplicate_notifies,
             concurrent: f.concurrent_notifies,
+            late: late.flatten(),
         }
     }
 }
 
 /// Corrupts an XML reply the way a cut connection does: it ends in the middle of a tag.
 pub(crate) fn garble(xml: &str) -> String {
-    let half = xml.len() / 2;
+    // The middle may fall inside a character (a Chinese trade_state_desc): start at its start.
+    let half = (0..=xml.len() / 2).rev().find(|&i| xml.is_char_boundary(i)).unwrap_or(0);
     // Cut two bytes into the first tag that starts after the middle (tags are ASCII).
     let cut = xml[half..].find('<').map(|i| half + i + 2).filter(|&c| c < xml.len()).unwrap_or(half.max(1));
     let cut = (0..=cut).rev().find(|&i| xml.is_char_boundary(i)).unwrap_or(0);
@@ -104,7 +116,18 @@ mod tests {
             assert!(f.system_error && f.garbled && f.slow.is_some());
         }
         let mut d = FaultDice::new(Faults { drop_notify_rate: 1.0, duplicate_notifies: 2, ..Faults::default() }, None);
-        assert_eq!(d.roll_notify(), NotifyPlan { dropped: true, duplicates: 2, concurrent: 0 });
+        assert_eq!(d.roll_notify(), NotifyPlan { dropped: true, duplicates: 2, concurrent: 0, late: None });
+    }
+
+    #[test]
+    fn late_notifies_are_held_back_within_the_bound() {
+        let late = Faults { late_notify_rate: 1.0, late_notify_ms: 40, ..Faults::default() };
+        let mut d = FaultDice::new(late, Some(3));
+        let delays: Vec<Duration> = (0..200).map(|_| d.roll_notify().late.expect("every notify is late")).collect();
+        assert!(delays.iter().all(|l| *l <= Duration::from_millis(40)), "{delays:?}");
+        assert!(delays.iter().any(|l| *l >= Duration::from_millis(20)), "the delays spread over the bound");
+        let mut never = FaultDice::new(Faults { late_notify_ms: 40, ..Faults::default() }, Some(3));
+        assert!((0..50).all(|_| never.roll_notify().late.is_none()));
     }
 
     #[test]
@@ -115,5 +138,16 @@ mod tests {
         assert!(xml::parse(g.as_bytes()).is_err());
         assert_eq!(garble(""), "");
         assert!(xml::parse(garble("<xml/>").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_reply_whose_middle_is_inside_a_character_is_garbled_too() {
+        // 75 bytes: the middle (byte 37) is inside 单 (bytes 35..38). This used to panic, and the
+        // app saw an HTTP 500 instead of the truncated reply.
+        let doc = "<xml><trade_state_desc><![CDATA[订单未支付]]></trade_state_desc></xml>";
+        assert!(!doc.is_char_boundary(doc.len() / 2));
+        let g = garble(doc);
+        assert!(g.len() < doc.len() && doc.starts_with(&g), "{g}");
+        assert!(xml::parse(g.as_bytes()).is_err());
     }
 }

@@ -87,6 +87,9 @@ pub(crate) struct NotifyJob {
     pub next_attempt: u32,
     pub duplicates: u32,
     pub concurrent: u32,
+    /// How long the first delivery waits (the late-notify fault); 0 for none.
+    #[serde(default)]
+    pub first_delay_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Notify delivery, payment and refund alike: building the messages (the payment notify signed
 //! without `sign_type`, the refund notify with an encrypted `req_info`), POSTing them on
-//! WeChat's retry schedule (scaled by `time_factor`), the drop/duplicate/concurrent faults, and
+//! WeChat's retry schedule (scaled by `time_factor`), the drop/duplicate/concurrent/late faults, and
 //! the attempt log.
 
 use std::time::Duration;
@@ -145,6 +145,7 @@ pub(crate) fn new_job(url: &str, body: String, plan: NotifyPlan) -> NotifyJob {
         next_attempt: 0,
         duplicates: plan.duplicates,
         concurrent: plan.concurrent,
+        first_delay_ms: plan.late.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 
@@ -258,7 +259,13 @@ async fn deliver(sim: Simulator, target: Target, job_id: u64, generation: u64) {
             });
             return;
         };
-        if !sim.sleep_unless_stopped(sim.config().scaled(delay), generation).await {
+        // A late first delivery (the fault) is held back in real time; retries follow WeChat's
+        // schedule at the time factor.
+        let wait = match job.next_attempt {
+            0 => Duration::from_millis(job.first_delay_ms),
+            _ => sim.scaled(delay),
+        };
+        if !sim.sleep_unless_stopped(wait, generation).await {
             return;
         }
         let first = job.next_attempt == 0;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use super::SimulatorError;
-use super::config::{Faults, SimMerchant, SimulatorConfig};
+use super::config::{Faults, SimMerchant, SimulatorConfig, check_time_factor, scale};
 use super::faults::{ApiFaults, FaultDice, NotifyPlan};
 use super::model::{NotifyAttempt, SimOrderView};
 use super::state::{SimState, write_atomically};
@@ -33,6 +33,8 @@ struct Inner {
     written_seq: Mutex<u64>,
     /// Notify jobs a task is delivering right now.
     active_jobs: Mutex<HashSet<u64>>,
+    /// `config.time_factor` until the control API changes it.
+    time_factor: Mutex<f64>,
 }
 
 /// A running delivery's hold on its job; released when the task ends (or is dropped).
@@ -75,6 +77,7 @@ impl Simulator {
             .build()
             .map_err(|e| SimulatorError::Config(format!("notify HTTP client: {e}")))?;
         let dice = FaultDice::new(config.faults.clone(), config.seed);
+        let time_factor = Mutex::new(config.time_factor);
         Ok(Simulator {
             inner: Arc::new(Inner {
                 config,
@@ -85,6 +88,7 @@ impl Simulator {
                 change_seq: AtomicU64::new(0),
                 written_seq: Mutex::new(0),
                 active_jobs: Mutex::new(HashSet::new()),
+                time_factor,
             }),
         })
     }
@@ -100,6 +104,31 @@ impl Simulator {
 
     pub fn faults(&self) -> Faults {
         lock(&self.inner.dice).faults.clone()
+    }
+
+    /// Starts the fault dice over from `seed`, keeping the current faults: a run that sets its
+    /// own seed replays the same draws (as far as the order of the calls is the same).
+    pub fn reseed(&self, seed: u64) {
+        let mut dice = lock(&self.inner.dice);
+        *dice = FaultDice::new(dice.faults.clone(), Some(seed));
+    }
+
+    /// The time factor in force (see [`SimulatorConfig::time_factor`]).
+    pub fn time_factor(&self) -> f64 {
+        *lock(&self.inner.time_factor)
+    }
+
+    /// Changes the time factor for notify retries and refund settlements scheduled from now on
+    /// (a mounted simulator has no other way to get one, its config being the app's).
+    pub fn set_time_factor(&self, factor: f64) -> Result<(), String> {
+        check_time_factor(factor)?;
+        *lock(&self.inner.time_factor) = factor;
+        Ok(())
+    }
+
+    /// Scales a delay of the real service by the time factor in force.
+    pub(crate) fn scaled(&self, d: Duration) -> Duration {
+        scale(d, self.time_factor())
     }
 
     /// The simulated clock: real time plus the offset `advance_clock` accumulated.
@@ -128,12 +157,13 @@ impl Simulator {
         self.read(|s| s.notify_log.clone())
     }
 
-    /// Forgets every order, refund, code and notify, resets the clock and the faults, and stops
-    /// pending deliveries and refund settlements.
+    /// Forgets every order, refund, code and notify, resets the clock, the faults and the time
+    /// factor, and stops pending deliveries and refund settlements.
     pub fn reset(&self) {
         self.inner.generation.send_modify(|g| *g += 1);
         self.write(|s| *s = SimState::default());
         *lock(&self.inner.dice) = FaultDice::new(self.inner.config.faults.clone(), self.inner.config.seed);
+        *lock(&self.inner.time_factor) = self.inner.config.time_factor;
     }
 
     /// Stops background work (pending notifies and refund settlements) for good.
@@ -247,5 +277,17 @@ mod tests {
         assert_ne!(sim.generation(), gen0);
         assert!(!sim.sleep_unless_stopped(Duration::from_millis(1), gen0).await);
         assert!(sim.sleep_unless_stopped(Duration::from_millis(1), sim.generation()).await);
+    }
+
+    #[test]
+    fn the_time_factor_changes_at_run_time_and_reset_restores_it() {
+        let sim = Simulator::new(SimulatorConfig::default()).unwrap();
+        assert_eq!(sim.scaled(Duration::from_secs(15)), Duration::from_secs(15));
+        sim.set_time_factor(0.001).unwrap();
+        assert_eq!(sim.scaled(Duration::from_secs(15)), Duration::from_millis(15));
+        assert!(sim.set_time_factor(0.0).is_err() && sim.set_time_factor(f64::NAN).is_err());
+        assert_eq!(sim.time_factor(), 0.001, "a refused factor changes nothing");
+        sim.reset();
+        assert_eq!(sim.time_factor(), 1.0);
     }
 }

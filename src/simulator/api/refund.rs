@@ -157,7 +157,7 @@ pub(crate) fn refund(sim: &Simulator, req: &ApiRequest) -> Result<BizFields, Biz
 
 /// After `refund_settle_delay × time_factor`, a refund still PROCESSING succeeds.
 fn schedule_settlement(sim: &Simulator, key: OrderKey, out_refund_no: String) {
-    let delay = sim.config().scaled(sim.config().refund_settle_delay);
+    let delay = sim.scaled(sim.config().refund_settle_delay);
     let generation = sim.generation();
     let task_sim = sim.clone();
     sim.spawn(async move {
