@@ -45,6 +45,8 @@ impl NewNotifyLog {
 
 #[derive(Insertable)]
 #[diesel(table_name = notify_log)]
+// NULL for None (every such column is nullable without a default), so that rows go in together.
+#[diesel(treat_none_as_default_value = false)]
 struct NotifyInsert<'a> {
     kind: &'a str,
     received_at: NaiveDateTime,
@@ -101,21 +103,42 @@ fn storable(text: &str) -> Cow<'_, str> {
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &NewNotifyLog) -> DbResult<()> {
-    let (out_trade_no, transaction_id) =
-        (row.out_trade_no.as_deref().map(storable), row.transaction_id.as_deref().map(storable));
-    let (reason, raw_body) = (storable(&row.reason), storable(&row.raw_body));
-    let insert = NotifyInsert {
-        kind: row.kind.as_str(),
-        received_at: row.received_at,
-        remote_addr: row.remote_addr.as_deref(),
-        out_trade_no: out_trade_no.as_deref(),
-        transaction_id: transaction_id.as_deref(),
-        verdict: row.verdict.as_str(),
-        reason: &reason,
-        raw_body: &raw_body,
-        reply: &row.reply,
-    };
-    diesel::insert_into(notify_log::table).values(&insert).execute(conn)?;
+    insert_many(conn, std::slice::from_ref(row))
+}
+
+/// Logs deliveries in one statement.
+pub fn insert_many(conn: &mut AnyConnection, rows: &[NewNotifyLog]) -> DbResult<()> {
+    let texts: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            let ids = (row.out_trade_no.as_deref().map(storable), row.transaction_id.as_deref().map(storable));
+            (ids, storable(&row.reason), storable(&row.raw_body))
+        })
+        .collect();
+    let inserts: Vec<NotifyInsert<'_>> = rows
+        .iter()
+        .zip(&texts)
+        .map(|(row, ((out_trade_no, transaction_id), reason, raw_body))| NotifyInsert {
+            kind: row.kind.as_str(),
+            received_at: row.received_at,
+            remote_addr: row.remote_addr.as_deref(),
+            out_trade_no: out_trade_no.as_deref(),
+            transaction_id: transaction_id.as_deref(),
+            verdict: row.verdict.as_str(),
+            reason,
+            raw_body,
+            reply: &row.reply,
+        })
+        .collect();
+    // A statement's bind parameters are limited (SQLite: 32,766); 9 per row. Many rows in one
+    // statement are backend-specific in Diesel, hence the match.
+    for chunk in inserts.chunks(1000) {
+        let insert = diesel::insert_into(notify_log::table).values(chunk);
+        match conn {
+            AnyConnection::Postgresql(c) => insert.execute(c)?,
+            AnyConnection::Sqlite(c) => insert.execute(c)?,
+        };
+    }
     Ok(())
 }
 

@@ -86,9 +86,10 @@ impl Payments {
             expires_at: now + chrono::Duration::seconds(expires_in),
             webhook_url: webhook_url.clone(),
         };
+        // Creations are short and independent: on SQLite they share commits (group commit).
         let inserted = self
             .db
-            .write(move |conn| {
+            .write_grouped(move |conn| {
                 orders::insert(conn, &new)?;
                 let detail = serde_json::json!({
                     "merchant_order_id": new.merchant_order_id,
