@@ -22,7 +22,7 @@ use rocket::http::{ContentType, Status};
 use rocket::{State, post, routes};
 use wechat_checkout::db::{Db, schema};
 use wechat_checkout::jobs::signature;
-use wechat_checkout::simulator::{Faults, Outcome};
+use wechat_checkout::simulator::{Faults, Outcome, SimulatorConfig};
 
 const ORDERS: usize = 12;
 const WEBHOOK_SECRET: &str = "whsec-two-instances-0123456789";
@@ -185,7 +185,9 @@ async fn two_app_processes_handle_each_order_once() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let sim = start_simulator(fast_config()).await;
+    // Yesterday's bill is ready at once (WeChat: from 10:00 Beijing), so that yesterday's
+    // reconciliation finishes whatever the time of day the test runs at.
+    let sim = start_simulator(SimulatorConfig { bill_ready_hour: 0, ..fast_config() }).await;
     sim.sim.set_faults(Faults { drop_notify_rate: 1.0, ..Faults::default() });
     let calls = Recorder::default();
     let endpoint = receiver(0, Duration::ZERO).await;

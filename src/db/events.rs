@@ -10,6 +10,8 @@ use crate::domain::{OrderState, TimelineKind, TimelineSource};
 
 #[derive(Insertable, Debug)]
 #[diesel(table_name = order_events)]
+// NULL for None, so that many rows go in one statement.
+#[diesel(treat_none_as_default_value = false)]
 struct NewEvent<'a> {
     out_trade_no: &'a str,
     kind: &'a str,
@@ -70,6 +72,42 @@ pub fn insert(
         created_at: super::now(),
     };
     diesel::insert_into(order_events::table).values(&event).execute(conn)?;
+    Ok(())
+}
+
+/// One timeline entry of many written together.
+pub struct Entry<'a> {
+    pub out_trade_no: &'a str,
+    pub kind: TimelineKind,
+    pub source: TimelineSource,
+    pub states: States,
+    pub detail: &'a serde_json::Value,
+}
+
+/// Writes many timeline entries in one statement.
+pub fn insert_many(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> DbResult<()> {
+    let now = super::now();
+    let rows: Vec<NewEvent<'_>> = entries
+        .iter()
+        .map(|e| NewEvent {
+            out_trade_no: e.out_trade_no,
+            kind: e.kind.as_str(),
+            from_state: e.states.0.map(OrderState::as_str),
+            to_state: e.states.1.map(OrderState::as_str),
+            source: e.source.as_str(),
+            detail: e.detail.to_string(),
+            created_at: now,
+        })
+        .collect();
+    // 7 bind parameters a row; SQLite allows 32,766 in a statement. Many rows in one statement
+    // are backend-specific in Diesel, hence the match.
+    for chunk in rows.chunks(1000) {
+        let insert = diesel::insert_into(order_events::table).values(chunk);
+        match conn {
+            AnyConnection::Postgresql(c) => insert.execute(c)?,
+            AnyConnection::Sqlite(c) => insert.execute(c)?,
+        };
+    }
     Ok(())
 }
 

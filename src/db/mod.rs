@@ -12,6 +12,7 @@ pub mod job_runs;
 pub mod migrate;
 pub mod notify_log;
 pub mod oauth_states;
+pub mod order_batch;
 pub mod order_list;
 pub mod orders;
 pub mod reconciliation;

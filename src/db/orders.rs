@@ -11,7 +11,7 @@ use crate::wxpay::SignType;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = orders)]
-struct OrderRow {
+pub(super) struct OrderRow {
     out_trade_no: String,
     merchant_order_id: String,
     amount_fen: i64,

@@ -77,7 +77,7 @@ pub fn apply_change(
 }
 
 /// Columns an event sets besides `state`.
-fn changes_for(event: &Event, t: &Transition, now: chrono::NaiveDateTime) -> OrderChanges {
+pub(super) fn changes_for(event: &Event, t: &Transition, now: chrono::NaiveDateTime) -> OrderChanges {
     let mut c =
         OrderChanges { state: Some(t.to.as_str().to_owned()), updated_at: Some(now), ..OrderChanges::default() };
     match event {
@@ -131,6 +131,15 @@ fn apply_event(
     Err(crate::db::DbError::Corrupt(format!("order {out_trade_no} kept changing under us")))
 }
 
+/// What the timeline records of a payment.
+pub(super) fn payment_detail(facts: &PaymentFacts) -> Value {
+    json!({
+        "transaction_id": facts.transaction_id,
+        "total_fee": facts.total_fee.get(),
+        "paid_at": facts.paid_at.to_rfc3339(),
+    })
+}
+
 /// Confirms a payment reported by a verified source (a notify, an orderquery): applies
 /// `PaymentConfirmed` with its facts, announces it, and raises the exceptions staff must see.
 pub fn confirm_payment(
@@ -140,11 +149,7 @@ pub fn confirm_payment(
     outbox: &WebhookOutbox,
 ) -> DbResult<Applied> {
     let event = Event::PaymentConfirmed(facts.clone());
-    let detail = json!({
-        "transaction_id": facts.transaction_id,
-        "total_fee": facts.total_fee.get(),
-        "paid_at": facts.paid_at.to_rfc3339(),
-    });
+    let detail = payment_detail(facts);
     let applied = apply_event(conn, out_trade_no, &event, OrderChanges::default(), facts.source.timeline(), &detail)?;
     let source = facts.source.as_str();
     let (kind, key, order_no, detail) = match &applied {

@@ -4,6 +4,7 @@
 //! function that does its writes, its audit row and its outbox event in one transaction.
 
 pub mod apply;
+pub mod apply_batch;
 pub mod close;
 pub mod console;
 pub mod create;

@@ -115,6 +115,9 @@ pub struct SimulatorConfig {
     pub faults: Faults,
     /// Seed of the fault dice, for reproducible runs.
     pub seed: Option<u64>,
+    /// The Beijing hour from which yesterday's bill can be downloaded: 10, as at WeChat. A test
+    /// that must reconcile yesterday at any time of day sets 0.
+    pub bill_ready_hour: u32,
 }
 
 impl Default for SimulatorConfig {
@@ -131,6 +134,7 @@ impl Default for SimulatorConfig {
             state_file: None,
             faults: Faults::default(),
             seed: None,
+            bill_ready_hour: 10,
         }
     }
 }

@@ -27,6 +27,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{Applied, confirm_payment};
+use super::apply_batch::confirm_payments;
 use super::outbox::WebhookOutbox;
 use crate::db::notify_log::{self, NewNotifyLog};
 use crate::db::{AnyConnection, Backend, Db, DbError};
@@ -278,20 +279,29 @@ fn write_batch(db: &Db, outbox: &WebhookOutbox, mut batch: Vec<Job>) {
 }
 
 /// Applies every job of a batch and logs each delivery with its verdict. `in_savepoints`: each
-/// payment in a savepoint of its own, its failure a FAIL verdict; otherwise the first failure
-/// fails the batch.
+/// payment on its own, in a savepoint, its failure a FAIL verdict; otherwise the batch's payments
+/// together (`apply_batch`), and any failure fails the batch.
 fn apply_batch(
     conn: &mut AnyConnection,
     jobs: &[(NewNotifyLog, Work)],
     outbox: &WebhookOutbox,
     in_savepoints: bool,
 ) -> Result<Vec<Verdict>, DbError> {
+    let payments: Vec<(&str, &PaymentFacts)> = jobs
+        .iter()
+        .filter_map(|(_, work)| match work {
+            Work::ConfirmPayment { out_trade_no, facts } if !in_savepoints => Some((out_trade_no.as_str(), facts)),
+            _ => None,
+        })
+        .collect();
+    let mut applied = confirm_payments(conn, &payments, outbox)?.into_iter();
     let mut verdicts = Vec::with_capacity(jobs.len());
     let mut rows = Vec::with_capacity(jobs.len());
     for (log, work) in jobs {
         let verdict = match work {
-            Work::ConfirmPayment { out_trade_no, facts } if !in_savepoints => {
-                verdict_of(&confirm_payment(conn, out_trade_no, facts, outbox)?, facts)
+            Work::ConfirmPayment { facts, .. } if !in_savepoints => {
+                let applied = applied.next().ok_or_else(|| DbError::Corrupt("a payment went missing".into()))?;
+                verdict_of(&applied, facts)
             }
             _ => process(conn, work, outbox),
         };

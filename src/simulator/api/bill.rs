@@ -38,8 +38,12 @@ pub(crate) fn error_doc(return_msg: &str, error_code: &str) -> String {
 }
 
 /// Checks bill_date against the simulated clock: a past Beijing day within three months, and
-/// yesterday only from 10:00 Beijing.
-pub(crate) fn check_date(raw: Option<&str>, now: DateTime<Utc>) -> Result<NaiveDate, (&'static str, &'static str)> {
+/// yesterday only from `ready_hour` (10:00 at WeChat) Beijing.
+pub(crate) fn check_date(
+    raw: Option<&str>,
+    now: DateTime<Utc>,
+    ready_hour: u32,
+) -> Result<NaiveDate, (&'static str, &'static str)> {
     let invalid = ("invalid bill_date", "20001");
     let date = raw.and_then(|r| time::parse_bill_date(r).ok()).ok_or(invalid)?;
     let local = now.with_timezone(&time::beijing());
@@ -48,7 +52,7 @@ pub(crate) fn check_date(raw: Option<&str>, now: DateTime<Utc>) -> Result<NaiveD
     if date >= today || date < oldest {
         return Err(invalid);
     }
-    if date.succ_opt() == Some(today) && local.hour() < 10 {
+    if date.succ_opt() == Some(today) && local.hour() < ready_hour {
         return Err(("Bill Creating", "20002"));
     }
     Ok(date)
@@ -112,10 +116,10 @@ pub(crate) fn records_for<'a>(
 }
 
 pub(crate) fn download_bill(sim: &Simulator, req: &ApiRequest) -> BillAnswer {
-    let bill_creating = sim.faults().bill_creating;
+    let (bill_creating, ready_hour) = (sim.faults().bill_creating, sim.config().bill_ready_hour);
     sim.read(|state| {
         let now = clock(state.clock_offset_ms);
-        let date = match check_date(req.get("bill_date"), now) {
+        let date = match check_date(req.get("bill_date"), now, ready_hour) {
             Err((msg, code)) if code == "20001" => return BillAnswer::Error(error_doc(msg, code)),
             other => other,
         };
@@ -209,12 +213,12 @@ mod tests {
     #[test]
     fn bill_dates() {
         let now = at(2024, 5, 10, 11);
-        assert_eq!(check_date(Some("20240509"), now), Ok(NaiveDate::from_ymd_opt(2024, 5, 9).unwrap()));
-        assert_eq!(check_date(Some("20240509"), at(2024, 5, 10, 9)), Err(("Bill Creating", "20002")));
-        assert!(check_date(Some("20240508"), at(2024, 5, 10, 9)).is_ok());
+        assert_eq!(check_date(Some("20240509"), now, 10), Ok(NaiveDate::from_ymd_opt(2024, 5, 9).unwrap()));
+        assert_eq!(check_date(Some("20240509"), at(2024, 5, 10, 9), 10), Err(("Bill Creating", "20002")));
+        assert!(check_date(Some("20240508"), at(2024, 5, 10, 9), 10).is_ok());
         for bad in [None, Some("2024059"), Some("20241301"), Some("20240510"), Some("20240601"), Some("20240201")] {
-            assert_eq!(check_date(bad, now), Err(("invalid bill_date", "20001")), "{bad:?}");
+            assert_eq!(check_date(bad, now, 10), Err(("invalid bill_date", "20001")), "{bad:?}");
         }
-        assert!(check_date(Some("20240211"), now).is_ok());
+        assert!(check_date(Some("20240211"), now, 10).is_ok());
     }
 }
