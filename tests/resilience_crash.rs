@@ -11,11 +11,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::app::{API_TOKEN, TestDb};
 use common::notify_load::{
-    LoadOrder, NotifyLoad, check_recorded, create_orders, interleave, sqlite_integrity_check, verify_recorded,
+    LoadOrder, NotifyLoad, check_recorded, create_orders, interleave, on_each_backend, sqlite_integrity_check,
+    verify_recorded,
 };
 use common::process::Instance;
 use common::{fast_config, start_simulator};
@@ -32,20 +33,8 @@ fn rounds() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_notify_load_loses_no_acknowledged_payment() {
-    let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    crash_rounds(&TestDb::sqlite(&dir), dir.path()).await;
-    eprintln!("sqlite: {} rounds in {:?}", rounds(), started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let dir = tempfile::tempdir().unwrap();
-            let started = Instant::now();
-            crash_rounds(&db, dir.path()).await;
-            eprintln!("postgres: {} rounds in {:?}", rounds(), started.elapsed());
-            db.cleanup();
-        }
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
+    let label = format!("{} rounds", rounds());
+    on_each_backend(&label, |db, dir| async move { crash_rounds(&db, &dir).await }).await;
 }
 
 /// The app alone on the notify path: no jobs, so that only notifies can pay an order.

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::app::TestDb;
-use common::notify_load::{LoadOrder, NotifyLoad, check_recorded, create_orders, interleave, sqlite_integrity_check};
+use common::notify_load::{
+    LoadOrder, NotifyLoad, check_recorded, create_orders, interleave, on_each_backend, sqlite_integrity_check,
+};
 use common::process::Instance;
 use common::{fast_config, start_simulator};
 use rand::RngExt;
@@ -33,20 +35,8 @@ fn rounds() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_notify_load_acks_only_committed_notifies_and_exits_in_grace() {
-    let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    shutdown_rounds(&TestDb::sqlite(&dir), dir.path()).await;
-    eprintln!("sqlite: {} rounds in {:?}", rounds(), started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let dir = tempfile::tempdir().unwrap();
-            let started = Instant::now();
-            shutdown_rounds(&db, dir.path()).await;
-            eprintln!("postgres: {} rounds in {:?}", rounds(), started.elapsed());
-            db.cleanup();
-        }
-        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
-    }
+    let label = format!("{} rounds", rounds());
+    on_each_backend(&label, |db, dir| async move { shutdown_rounds(&db, &dir).await }).await;
 }
 
 /// The app as deployed: the repository's Rocket.toml (its shutdown settings are what is under

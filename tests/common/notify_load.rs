@@ -374,3 +374,27 @@ pub fn interleave(retries: Vec<LoadOrder>, fresh: Vec<LoadOrder>) -> Vec<LoadOrd
         }
     }
 }
+
+/// Runs `rounds` on a fresh SQLite file, then on a fresh PostgreSQL database when
+/// `TEST_DATABASE_URL` is set, each in a directory of its own, printing each backend's time.
+pub async fn on_each_backend<F, Fut>(label: &str, rounds: F)
+where
+    F: Fn(super::app::TestDb, std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use super::app::TestDb;
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    rounds(TestDb::sqlite(&dir), dir.path().to_path_buf()).await;
+    eprintln!("sqlite: {label} in {:?}", started.elapsed());
+    match TestDb::postgres() {
+        Some(db) => {
+            let dir = tempfile::tempdir().unwrap();
+            let started = std::time::Instant::now();
+            rounds(db.clone(), dir.path().to_path_buf()).await;
+            eprintln!("postgres: {label} in {:?}", started.elapsed());
+            db.cleanup();
+        }
+        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL run skipped"),
+    }
+}
