@@ -28,7 +28,7 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Run one pass of a background job: poll, expire, refund-sync, reconcile, webhooks, retention.
+    /// Run one pass of a background job: poll, expire, refund-sync, reconcile, webhooks, alerts, retention.
     Jobs { name: String },
     /// Reconcile one day against WeChat's bill (Beijing date), now.
     Reconcile {
@@ -37,6 +37,28 @@ enum Command {
     },
     /// Run the WeChat Pay simulator on its own (API paths at the root).
     Simulator(Box<SimulatorArgs>),
+    /// Check the configuration and try what it names, one line per check.
+    ///
+    /// Loads the configuration exactly as `serve` does (Rocket.toml, the environment, *_FILE
+    /// secrets), then tries: the database (reachable; pending migrations, which `serve`
+    /// applies), the WeChat Pay API (a signed orderquery of an unused order number proves
+    /// WECHAT_API_KEY, WECHAT_MCH_ID and WECHAT_APPID without changing anything), the merchant
+    /// certificate (loads, its key matches, not expired; a warning 30 days ahead), and
+    /// WEBHOOK_URL (allowed by the address rule and answering HTTP). Each failure names the
+    /// variable to fix. Changes nothing (a SQLite file that does not exist is not created).
+    /// Exits 1 if any check failed, 0 otherwise (warnings pass).
+    CheckConfig,
+    /// Back up the database to a new file, while the server keeps running.
+    ///
+    /// SQLite: an online, consistent copy (VACUUM INTO) taken while the server keeps serving and
+    /// writing, then opened and checked with PRAGMA integrity_check; an existing file is never
+    /// overwritten. PostgreSQL: prints the pg_dump (and pg_restore) command to run, without the
+    /// password, and does nothing else. Restoring: see docs/operations-backup.md.
+    Backup {
+        /// The file to write; must not exist.
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
 }
 
 #[rocket::main]
@@ -48,7 +70,10 @@ async fn main() -> std::process::ExitCode {
     // Whatever RUST_LOG says: at debug level Rocket logs every request with its headers, the
     // API token (Authorization) and the staff session (Cookie) included.
     let filter = filter.add_directive("rocket::server=warn".parse().expect("a valid directive"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if let Err(e) = app::telemetry::init(filter) {
+        eprintln!("wechat-checkout: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = match Cli::parse().command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate(),
@@ -56,6 +81,8 @@ async fn main() -> std::process::ExitCode {
         Command::Jobs { name } => run_job(&name).await,
         Command::Reconcile { date } => reconcile(date).await,
         Command::Simulator(args) => simulator::run_standalone(*args).await.map_err(|e| e.to_string()),
+        Command::CheckConfig => check_config().await,
+        Command::Backup { to } => backup(&to),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -73,6 +100,7 @@ async fn serve() -> Result<(), String> {
 
 fn migrate() -> Result<(), String> {
     let config = AppConfig::load(&rocket::Config::figment()).map_err(|e| e.to_string())?;
+    app::probe_database(&config).map_err(|e| e.to_string())?;
     let applied = db::migrate::run_pending(config.database_url.expose()).map_err(|e| e.to_string())?;
     if applied.is_empty() {
         println!("database is up to date");
@@ -86,7 +114,7 @@ fn migrate() -> Result<(), String> {
 
 fn create_admin(username: &str, password_stdin: bool) -> Result<(), String> {
     let config = AppConfig::load(&rocket::Config::figment()).map_err(|e| e.to_string())?;
-    let database = db::Db::connect(config.database_url.expose(), 2).map_err(|e| e.to_string())?;
+    let database = app::open_database(&config, 2).map_err(|e| e.to_string())?;
     db::migrate::run_pending(config.database_url.expose()).map_err(|e| e.to_string())?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
@@ -108,6 +136,18 @@ fn create_admin(username: &str, password_stdin: bool) -> Result<(), String> {
     } else {
         println!("admin {username} created");
     }
+    Ok(())
+}
+
+async fn check_config() -> Result<(), String> {
+    let report = app::check_config::run(&rocket::Config::figment()).await;
+    print!("{report}");
+    if report.passed() { Ok(()) } else { Err("some checks failed (see FAIL above)".into()) }
+}
+
+fn backup(to: &std::path::Path) -> Result<(), String> {
+    let outcome = app::backup::run(&rocket::Config::figment(), to).map_err(|e| e.to_string())?;
+    println!("{outcome}");
     Ok(())
 }
 

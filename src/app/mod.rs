@@ -19,7 +19,10 @@ use crate::wxpay::oauth::OAuthClient;
 use crate::wxpay::tls::ClientIdentity;
 use crate::wxpay::{GatewayConfig, HttpPayGateway, Merchant};
 
+pub mod backup;
+pub mod check_config;
 mod first_start;
+pub mod telemetry;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -27,6 +30,9 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The database named by `DATABASE_URL` cannot be used; the message says why.
+    #[error("{0}")]
+    Database(String),
     #[error("merchant certificate: {0}")]
     Certificate(String),
     #[error("{0}")]
@@ -54,7 +60,7 @@ pub fn build_payments(figment: &Figment) -> Result<Payments, StartError> {
 /// Connects and migrates the database and builds the clients every entry point needs.
 fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartError> {
     // Connecting first creates a new SQLite file (and its directory) in WAL mode.
-    let db = Db::connect(config.database_url.expose(), config.db_pool_size)?;
+    let db = open_database(&config, config.db_pool_size)?;
     let applied = db::migrate::run_pending(config.database_url.expose())?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "database migrated");
@@ -76,6 +82,31 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartErro
     .map_err(|e| StartError::Other(format!("WeChat OAuth client: {e}")))?;
     let payments = Payments::new(db, Arc::new(gateway), merchant, config);
     Ok((payments, oauth))
+}
+
+/// The database pool, or one message naming `DATABASE_URL` and what is wrong with it (the URL
+/// shown without its password).
+pub fn open_database(config: &AppConfig, pool_size: u32) -> Result<Db, StartError> {
+    Db::connect(config.database_url.expose(), pool_size).map_err(|e| database_error(config, e))
+}
+
+/// Connects once (creating a SQLite file as serving would) and reports what is wrong, without a
+/// pool: for `migrate`, which connects on its own.
+pub fn probe_database(config: &AppConfig) -> Result<(), StartError> {
+    db::diagnose::probe(config.database_url.expose()).map_err(|e| database_error(config, e.into()))
+}
+
+/// `DATABASE_URL: cannot connect to PostgreSQL at postgres://app:***@db/shop: connection refused (…)`.
+pub(crate) fn database_error(config: &AppConfig, e: DbError) -> StartError {
+    match e {
+        DbError::Connect(failure) => StartError::Database(format!(
+            "DATABASE_URL: cannot connect to {} at {}: {}",
+            db::diagnose::backend_label(failure.backend),
+            config.database_url.redacted(),
+            failure.problem
+        )),
+        other => StartError::Database(format!("DATABASE_URL ({}): {other}", config.database_url.redacted())),
+    }
 }
 
 fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartError> {

@@ -6,6 +6,7 @@
 //! checkout's own limits (here), the background jobs (`jobs`), the trusted proxies (`proxy`).
 
 mod jobs;
+mod operations;
 mod proxy;
 mod raw;
 mod secret;
@@ -18,6 +19,7 @@ use rocket::figment::Figment;
 use thiserror::Error;
 
 pub use jobs::{JobsSettings, Retention};
+pub use operations::{AlertFormat, AlertSettings, OperationsSettings};
 pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};
 pub use secret::{DatabaseUrl, Secret};
@@ -60,6 +62,8 @@ pub struct AppConfig {
     pub jobs: JobsSettings,
     /// Which peers may tell us the client's address, and in which header.
     pub proxy: ProxySettings,
+    /// Metrics access and alerts.
+    pub operations: OperationsSettings,
 }
 
 impl AppConfig {
@@ -76,12 +80,13 @@ impl AppConfig {
     /// Checks every setting and reports the first problem. The steps run in a fixed order, so
     /// a configuration with several problems always names the same one.
     pub fn validate(raw: RawSettings) -> Result<AppConfig, ConfigError> {
-        let public_base_url = urls::validate_base("PUBLIC_BASE_URL", &raw.public_base_url)?;
+        let public_base_url = urls::validate_base("PUBLIC_BASE_URL", &raw.base_url())?;
         let simulator = wechat::simulator_mode(&raw, &public_base_url)?;
         let wechat = WechatSettings::from_raw(&raw, simulator, &public_base_url)?;
         check_checkout_limits(&raw)?;
         let jobs = JobsSettings::from_raw(&raw)?;
         let proxy = ProxySettings::from_raw(&raw)?;
+        let operations = OperationsSettings::from_raw(&raw)?;
         Ok(AppConfig {
             database_url: raw.database_url,
             public_base_url,
@@ -96,6 +101,7 @@ impl AppConfig {
             admin_password: raw.admin_password,
             jobs,
             proxy,
+            operations,
         })
     }
 

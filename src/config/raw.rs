@@ -18,7 +18,11 @@ pub struct RawSettings {
     /// Rocket's own listen address (`ROCKET_ADDRESS`); read here only to decide whether the
     /// simulator may switch on by itself.
     pub address: Option<String>,
-    pub public_base_url: String,
+    /// Rocket's own port (`ROCKET_PORT`); the demo's links follow it when `PUBLIC_BASE_URL` is
+    /// not given.
+    pub port: Option<u16>,
+    /// `None` when not given: then `http://127.0.0.1:<port>` (see [`RawSettings::base_url`]).
+    pub public_base_url: Option<String>,
     pub merchant_name: String,
     pub wechat_appid: Option<String>,
     pub wechat_app_secret: Option<Secret>,
@@ -58,6 +62,10 @@ pub struct RawSettings {
     pub retention_webhook_attempts: String,
     pub retention_verified_notifies: String,
     pub retention_audit: String,
+    pub metrics_token: Option<Secret>,
+    pub alert_webhook_url: Option<Secret>,
+    pub alert_format: String,
+    pub alert_max_per_hour: u32,
 }
 
 impl Default for RawSettings {
@@ -65,7 +73,8 @@ impl Default for RawSettings {
         RawSettings {
             database_url: DatabaseUrl::new("data/wechat-checkout.sqlite"),
             address: None,
-            public_base_url: "http://127.0.0.1:8000".into(),
+            port: None,
+            public_base_url: None,
             merchant_name: "演示商户".into(),
             wechat_appid: None,
             wechat_app_secret: None,
@@ -105,6 +114,10 @@ impl Default for RawSettings {
             retention_webhook_attempts: "90d".into(),
             retention_verified_notifies: "0".into(),
             retention_audit: "0".into(),
+            metrics_token: None,
+            alert_webhook_url: None,
+            alert_format: "auto".into(),
+            alert_max_per_hour: 30,
         }
     }
 }
@@ -152,11 +165,21 @@ pub const ENV_KEYS: &[&str] = &[
     "RETENTION_WEBHOOK_ATTEMPTS",
     "RETENTION_VERIFIED_NOTIFIES",
     "RETENTION_AUDIT",
+    "METRICS_TOKEN",
+    "ALERT_WEBHOOK_URL",
+    "ALERT_FORMAT",
+    "ALERT_MAX_PER_HOUR",
 ];
 
 /// Settings that are numbers; every other variable is text.
-const NUMERIC_KEYS: &[&str] =
-    &["MAX_ORDER_FEN", "DEFAULT_EXPIRES_IN_SECONDS", "DB_POOL_SIZE", "JOB_TICK_MS", "JOB_CONCURRENCY"];
+const NUMERIC_KEYS: &[&str] = &[
+    "MAX_ORDER_FEN",
+    "DEFAULT_EXPIRES_IN_SECONDS",
+    "DB_POOL_SIZE",
+    "JOB_TICK_MS",
+    "JOB_CONCURRENCY",
+    "ALERT_MAX_PER_HOUR",
+];
 
 /// `figment` (the `Rocket.toml` profile) with the environment and the `NAME_FILE` secrets merged
 /// over it: the environment wins over the file, and `NAME_FILE` wins over `NAME`.
@@ -172,6 +195,15 @@ pub(super) fn with_environment(figment: &Figment) -> Result<Figment, ConfigError
 }
 
 impl RawSettings {
+    /// `PUBLIC_BASE_URL` as given, or the loopback origin on the port the server listens on, so
+    /// `ROCKET_PORT=9000 cargo run` gives a demo whose links and redirects use port 9000.
+    pub fn base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(given) => given.clone(),
+            None => format!("http://127.0.0.1:{}", self.port.unwrap_or(8000)),
+        }
+    }
+
     /// The settings `figment` holds, with the defaults for every one it does not.
     pub(super) fn from_figment(figment: Figment) -> Result<RawSettings, ConfigError> {
         figment

@@ -69,8 +69,16 @@ impl fmt::Debug for DatabaseUrl {
 }
 
 /// Secrets that may instead be read from a file named by `<NAME>_FILE`.
-pub(super) const FILE_SECRETS: &[&str] =
-    &["WECHAT_APP_SECRET", "WECHAT_API_KEY", "API_TOKEN", "DATABASE_URL", "ADMIN_PASSWORD", "WEBHOOK_SECRET"];
+pub(super) const FILE_SECRETS: &[&str] = &[
+    "WECHAT_APP_SECRET",
+    "WECHAT_API_KEY",
+    "API_TOKEN",
+    "DATABASE_URL",
+    "ADMIN_PASSWORD",
+    "WEBHOOK_SECRET",
+    "METRICS_TOKEN",
+    "ALERT_WEBHOOK_URL",
+];
 
 /// The content of the file `<name>_FILE` names, trimmed, if that variable is set.
 pub(super) fn read_secret_file(name: &'static str) -> Result<Option<String>, ConfigError> {

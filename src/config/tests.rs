@@ -57,7 +57,7 @@ fn each_missing_or_malformed_credential_is_named() {
         ("WECHAT_API_KEY", |r| r.wechat_api_key = Some(Secret::new("short"))),
         ("WECHAT_API_KEY", |r| r.wechat_api_key = Some(Secret::new("0123456789abcdef0123456789abcdef"))),
         ("WECHAT_SIGN_TYPE", |r| r.wechat_sign_type = "SHA1".into()),
-        ("PUBLIC_BASE_URL", |r| r.public_base_url = "example.com".into()),
+        ("PUBLIC_BASE_URL", |r| r.public_base_url = Some("example.com".into())),
         ("SIMULATOR", |r| r.simulator = Some("maybe".into())),
         ("MAX_ORDER_FEN", |r| r.max_order_fen = 0),
     ] {
@@ -72,7 +72,7 @@ fn each_missing_or_malformed_credential_is_named() {
 fn the_simulator_switches_on_by_itself_only_on_loopback() {
     let on = |address: Option<&str>, base: &str| RawSettings {
         address: address.map(str::to_owned),
-        public_base_url: base.into(),
+        public_base_url: Some(base.into()),
         ..RawSettings::default()
     };
     for (address, base) in [

@@ -117,3 +117,21 @@ pub fn paying_now(conn: &mut AnyConnection) -> DbResult<i64> {
 pub fn open_exceptions(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(exceptions::table.filter(exceptions::resolved_at.is_null()).count().get_result(conn)?)
 }
+
+/// How many orders are in each state, as stored (a word from a newer build included). One
+/// grouped scan of the `(state, …)` index, never of the table; `/metrics` caches the result.
+pub fn orders_by_state(conn: &mut AnyConnection) -> DbResult<Vec<(String, i64)>> {
+    Ok(orders::table
+        .group_by(orders::state)
+        .select((orders::state, diesel::dsl::count_star()))
+        .load::<(String, i64)>(conn)?)
+}
+
+/// Open exceptions by kind: a range of the `(resolved_at, id)` index (open ones are few).
+pub fn open_exceptions_by_kind(conn: &mut AnyConnection) -> DbResult<Vec<(String, i64)>> {
+    Ok(exceptions::table
+        .filter(exceptions::resolved_at.is_null())
+        .group_by(exceptions::kind)
+        .select((exceptions::kind, diesel::dsl::count_star()))
+        .load::<(String, i64)>(conn)?)
+}

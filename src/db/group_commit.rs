@@ -46,6 +46,9 @@ fn run(db: &Db, rx: &mpsc::Receiver<Job>) {
         {
             jobs.push(job);
         }
+        // At most MAX_GROUP: exact as an f64.
+        metrics::histogram!("wechat_checkout_group_commit_batch_size", "writer" => "sqlite_writes")
+            .record(jobs.len() as f64);
         let mut finishes = Vec::with_capacity(jobs.len());
         let committed = db.write_blocking(|conn| -> Result<(), DbError> {
             finishes.extend(jobs.into_iter().map(|job| job(conn)));

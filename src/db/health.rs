@@ -15,7 +15,7 @@ use super::{AnyConnection, Db, DbError, DbResult, TxFailure, ping, run_blocking,
 
 /// How long a health check waits for a connection. A request may wait 15 s for the pool; a
 /// monitor needs its answer sooner, and a database that gives none in 2 s is not healthy.
-const HEALTH_WAIT: Duration = Duration::from_secs(2);
+pub(super) const HEALTH_WAIT: Duration = Duration::from_secs(2);
 
 /// What a health check found; the strings are details for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl WriteHealth {
 pub fn is_storage_failure(e: &DbError) -> bool {
     use DatabaseErrorKind as K;
     match e {
-        DbError::Unavailable(_) => true,
+        DbError::Unavailable(_) | DbError::Connect(_) => true,
         DbError::Query(DieselError::DatabaseError(kind, _)) => !matches!(
             kind,
             K::UniqueViolation

@@ -4,7 +4,7 @@
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use super::{Backend, DbError, DbResult};
+use super::{AnyConnection, Backend, Db, DbError, DbResult, run_blocking};
 
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -30,6 +30,29 @@ pub fn run_pending(url: &str) -> DbResult<Vec<String>> {
             result.map_err(err)
         }
     }
+}
+
+impl Db {
+    /// The migrations this binary knows that the database has not applied yet, for `/readyz`:
+    /// one a newer instance applied is not pending here, one this binary brings and no one
+    /// applied yet is. Waits for a connection no longer than a health check does.
+    pub async fn pending_migrations(&self) -> DbResult<Vec<String>> {
+        let db = self.clone();
+        run_blocking(move || {
+            let mut conn =
+                db.pool.get_timeout(super::health::HEALTH_WAIT).map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let err = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
+            Ok(match &mut *conn {
+                AnyConnection::Sqlite(c) => names(c.pending_migrations(SQLITE).map_err(err)?),
+                AnyConnection::Postgresql(c) => names(c.pending_migrations(POSTGRES).map_err(err)?),
+            })
+        })
+        .await
+    }
+}
+
+fn names<B: diesel::backend::Backend>(migrations: Vec<Box<dyn diesel::migration::Migration<B>>>) -> Vec<String> {
+    migrations.iter().map(|m| m.name().to_string()).collect()
 }
 
 /// Reverts every applied migration (tests check that `down.sql` really undoes `up.sql`).

@@ -2,7 +2,10 @@
 //! the two ways handlers reach it (`read`, and `write` in a transaction) without ever holding a
 //! connection across an `.await`. All SQL lives under this module.
 
+pub mod alerts;
 pub mod audit;
+pub mod backup;
+pub mod diagnose;
 pub mod events;
 pub mod exceptions;
 pub mod figures;
@@ -60,6 +63,9 @@ impl Backend {
 pub enum DbError {
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The first connection at start failed; what is wrong, in words (see `diagnose`).
+    #[error(transparent)]
+    Connect(#[from] diagnose::ConnectFailure),
     #[error("database error: {0}")]
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
@@ -121,6 +127,18 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for Settings {
     }
 }
 
+/// r2d2 logs every failed connection attempt at error level by default: a database that is
+/// away for a minute would fill the log with the same line. The failure still reaches the
+/// caller (the pool's timeout error carries the last one), and the health check reports it.
+#[derive(Debug)]
+struct QuietPoolErrors;
+
+impl diesel::r2d2::HandleError<diesel::r2d2::Error> for QuietPoolErrors {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::debug!(%error, "database connection attempt failed");
+    }
+}
+
 /// How long a caller waits for a pooled connection before the database counts as unavailable.
 const POOL_WAIT: Duration = Duration::from_secs(15);
 
@@ -144,16 +162,18 @@ pub struct Db {
 
 impl Db {
     /// Opens the pool. For SQLite the file (and its directory) is created and WAL is switched on.
+    ///
+    /// One direct connection comes first: a database that is away fails here at once, with
+    /// [`DbError::Connect`] saying why, instead of after the pool's retries.
     pub fn connect(url: &str, pool_size: u32) -> DbResult<Db> {
         let backend = Backend::of_url(url);
-        if backend == Backend::Sqlite {
-            prepare_sqlite_file(url)?;
-        }
+        diagnose::probe(url)?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(2.min(pool_size)))
             .connection_timeout(POOL_WAIT)
             .connection_customizer(Box::new(Settings))
+            .error_handler(Box::new(QuietPoolErrors))
             .build(Manager { url: url.to_owned(), backend })
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         let mut db = Db {

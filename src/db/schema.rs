@@ -226,6 +226,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alerts (id) {
+        id -> BigInt,
+        alert_key -> Text,
+        kind -> Text,
+        title -> Text,
+        body -> Text,
+        link -> Nullable<Text>,
+        occurred_at -> Timestamp,
+        created_at -> Timestamp,
+        state -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+        summarized_by -> Nullable<Text>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    alert_cursors (name) {
+        name -> Text,
+        since -> Timestamp,
+    }
+}
+
 diesel::joinable!(order_events -> orders (out_trade_no));
 diesel::joinable!(webhook_attempts -> webhook_events (event_id));
 diesel::joinable!(refunds -> orders (out_trade_no));
@@ -244,5 +272,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconciliation_findings,
     webhook_events,
     webhook_attempts,
-    job_runs
+    job_runs,
+    alerts,
+    alert_cursors
 );

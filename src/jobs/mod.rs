@@ -12,6 +12,7 @@
 //! and PostgreSQL through Diesel's MultiConnection, hold no transaction open while WeChat is
 //! called over the network, and survive a crashed instance (its leases simply run out).
 
+pub mod alerts;
 pub mod expirer;
 pub mod poller;
 pub mod reconcile;
@@ -98,7 +99,7 @@ where
 }
 
 /// The jobs by name, as the command line and the scheduler know them.
-pub const NAMES: &[&str] = &["poll", "expire", "refund-sync", "reconcile", "webhooks", "retention"];
+pub const NAMES: &[&str] = &["poll", "expire", "refund-sync", "reconcile", "webhooks", "retention", "alerts"];
 
 /// Runs one pass of the named job.
 pub async fn run_once(ctx: &JobContext, name: &str) -> Result<JobReport, AppError> {
@@ -109,6 +110,7 @@ pub async fn run_once(ctx: &JobContext, name: &str) -> Result<JobReport, AppErro
         "reconcile" => reconcile::run_due(ctx).await,
         "webhooks" => webhooks::run_once(ctx).await,
         "retention" => retention::run_now(ctx).await,
+        "alerts" => alerts::run_once(ctx).await,
         other => Err(AppError::invalid("job", format!("unknown job {other:?}; jobs: {}", NAMES.join(", ")))),
     }
 }
@@ -118,6 +120,39 @@ async fn scheduled_pass(ctx: &JobContext, name: &str) -> Result<JobReport, AppEr
     match name {
         "retention" => retention::run_due(ctx).await,
         _ => run_once(ctx, name).await,
+    }
+}
+
+/// How long one pass of a job may take before `/readyz` calls it stuck. A pass is bounded by its
+/// leases (60 s, each WeChat call with its retries) and its batch; the reconciler of a large day
+/// and retention's purge of a long backlog work longer, but not for an hour.
+fn stuck_after(name: &str) -> Duration {
+    match name {
+        "reconcile" | "retention" => Duration::from_secs(3600),
+        _ => Duration::from_secs(600),
+    }
+}
+
+/// Logs a pass that did something or failed, and counts every pass in the metrics.
+fn record_pass(job: &'static str, result: &Result<JobReport, AppError>, took: Duration) {
+    let outcome = match result {
+        Ok(report) if report.failed > 0 => "partial",
+        Ok(_) => "ok",
+        Err(_) => "error",
+    };
+    match result {
+        Ok(report) if report.handled + report.failed > 0 => tracing::info!(job, %report, "job pass"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(job, error = %e, "job pass failed"),
+    }
+    metrics::counter!("wechat_checkout_job_passes_total", "job" => job, "result" => outcome).increment(1);
+    metrics::histogram!("wechat_checkout_job_pass_duration_seconds", "job" => job).record(took.as_secs_f64());
+    if let Ok(report) = result {
+        let rows = [("handled", report.handled), ("failed", report.failed)];
+        for (outcome, count) in rows.into_iter().filter(|(_, n)| *n > 0) {
+            metrics::counter!("wechat_checkout_job_rows_total", "job" => job, "outcome" => outcome)
+                .increment(count as u64);
+        }
     }
 }
 
@@ -140,15 +175,14 @@ pub fn start(ctx: JobContext) -> JobsHandle {
                 "reconcile" | "retention" => ctx.settings.tick.max(Duration::from_secs(60)),
                 _ => ctx.settings.tick,
             };
+            let heartbeat = ctx.payments.liveness.register(format!("job:{name}"), stuck_after(name));
             tokio::spawn(async move {
                 loop {
-                    match scheduled_pass(&ctx, name).await {
-                        Ok(report) if report.handled + report.failed > 0 => {
-                            tracing::info!(job = name, %report, "job pass");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(job = name, error = %e, "job pass failed"),
-                    }
+                    let busy = heartbeat.busy();
+                    let started = std::time::Instant::now();
+                    let result = scheduled_pass(&ctx, name).await;
+                    drop(busy);
+                    record_pass(name, &result, started.elapsed());
                     tokio::select! {
                         _ = stopped.changed() => break,
                         _ = tokio::time::sleep(tick) => {}

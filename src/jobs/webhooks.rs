@@ -145,6 +145,7 @@ async fn attempt(ctx: &JobContext, http: &reqwest::Client, secret: &Secret, id: 
             None => AttemptOutcome::Failed,
         }
     };
+    count_attempt(outcome, started.elapsed());
     match outcome {
         AttemptOutcome::Delivered { .. } => tracing::info!(
             webhook_event = id, out_trade_no = %event.out_trade_no, event_type = %event.event_type,
@@ -186,6 +187,17 @@ async fn attempt(ctx: &JobContext, http: &reqwest::Client, secret: &Secret, id: 
             Some(false)
         }
     }
+}
+
+/// Counts one attempt for `/metrics` by what became of its event.
+fn count_attempt(outcome: AttemptOutcome, took: Duration) {
+    let counted = match outcome {
+        AttemptOutcome::Delivered { .. } => "delivered",
+        AttemptOutcome::RetryAt(_) => "retry",
+        AttemptOutcome::Failed => "failed",
+    };
+    metrics::counter!("wechat_checkout_webhook_deliveries_total", "outcome" => counted).increment(1);
+    metrics::histogram!("wechat_checkout_webhook_delivery_duration_seconds").record(took);
 }
 
 /// What one POST got.

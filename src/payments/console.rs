@@ -12,7 +12,7 @@ use crate::domain::figures::Overview;
 use crate::domain::listing::{Key, ListFilter, ListPage, ListedOrder, Seek};
 use crate::domain::records::{AuditRecord, ExceptionRecord, ExceptionStatus, NotifyRecord, TimelineEntry};
 use crate::domain::webhook::{WebhookAttempt, WebhookEvent, WebhookState};
-use crate::domain::{Order, Refund};
+use crate::domain::{ExceptionKind, Order, OrderState, Refund};
 
 /// One order and everything recorded about it, for its page.
 #[derive(Clone, Debug)]
@@ -58,10 +58,34 @@ pub struct WebhooksPage {
     pub counts: Vec<(WebhookState, i64)>,
 }
 
+/// Orders by state and open exceptions by kind, for `/metrics`: every word this build knows
+/// (zero when none) plus any a newer build stored, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub orders_by_state: Vec<(String, i64)>,
+    pub open_exceptions_by_kind: Vec<(String, i64)>,
+}
+
 impl Payments {
     /// The dashboard for the Beijing day `today`, with `chart_days` days of revenue.
     pub async fn dashboard(&self, today: NaiveDate, chart_days: u64) -> Result<Overview, DbError> {
         self.db.read(move |c| figures::overview(c, today, chart_days)).await
+    }
+
+    /// Orders by state and open exceptions by kind, in one read (see [`LiveCounts`]).
+    pub async fn live_counts(&self) -> Result<LiveCounts, DbError> {
+        let (orders, exceptions) = self
+            .db
+            .read(|c| -> Result<_, DbError> {
+                Ok((figures::orders_by_state(c)?, figures::open_exceptions_by_kind(c)?))
+            })
+            .await?;
+        let states = OrderState::ALL.iter().map(|s| s.as_str());
+        let kinds = ExceptionKind::ALL.iter().map(|k| k.as_str());
+        Ok(LiveCounts {
+            orders_by_state: zero_filled(states, orders),
+            open_exceptions_by_kind: zero_filled(kinds, exceptions),
+        })
     }
 
     /// A page of the order list.
@@ -168,4 +192,12 @@ impl Payments {
             })
             .await
     }
+}
+
+/// `counts` with a zero for each of `known` it lacks, sorted by word: a series that drops to
+/// zero stays visible to Prometheus instead of vanishing.
+fn zero_filled<'a>(known: impl Iterator<Item = &'a str>, counts: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    let mut all: std::collections::BTreeMap<String, i64> = known.map(|w| (w.to_owned(), 0)).collect();
+    all.extend(counts);
+    all.into_iter().collect()
 }

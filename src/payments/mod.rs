@@ -3,17 +3,20 @@
 //! call these; these call `db/` for storage and `wxpay/` for WeChat. Every state change is one
 //! function that does its writes, its audit row and its outbox event in one transaction.
 
+pub mod alerts;
 pub mod apply;
 pub mod apply_batch;
 pub mod close;
 pub mod console;
 pub mod create;
+pub mod liveness;
 pub mod notify;
 pub mod notify_writer;
 pub mod order_view;
 pub mod outbox;
 pub mod prepay;
 pub mod query;
+pub mod readiness;
 pub mod reconcile;
 pub mod refund;
 pub mod refund_notify;
@@ -46,16 +49,19 @@ pub struct Payments {
     pub query_throttle: Arc<query::QueryThrottle>,
     /// Rate limits and counters of refused notify deliveries, for this process.
     pub refused: Arc<refused::RefusedGate>,
+    /// Heartbeats of the notify writer threads and the background jobs, for `/readyz`.
+    pub liveness: Arc<liveness::Liveness>,
 }
 
 impl Payments {
     /// Assembles the use cases and starts the notify writer on `db`.
     pub fn new(db: Db, gateway: Arc<dyn PayGateway>, merchant: Merchant, config: Arc<AppConfig>) -> Payments {
         let outbox = outbox::WebhookOutbox::new(config.clone());
-        let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone());
+        let liveness = Arc::new(liveness::Liveness::default());
+        let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone(), &liveness);
         let query_throttle = Arc::new(query::QueryThrottle::default());
         let refused = Arc::new(refused::RefusedGate::default());
-        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused }
+        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused, liveness }
     }
 
     /// Whether the database answers and takes writes, for the health endpoint. The detail is

@@ -44,10 +44,12 @@ impl Payments {
         match self.notify_writer.submit(log, work).await {
             Ok(Verdict { verdict, reply, .. }) => {
                 tracing::info!(%verdict, "payment notify handled");
+                count_delivery(NotifyKind::Payment, verdict);
                 reply
             }
             Err(e) => {
                 tracing::error!(error = %e, "payment notify not recorded; asking WeChat to retry");
+                count_delivery(NotifyKind::Payment, NotifyVerdict::Error);
                 fail_reply("系统繁忙，请重试")
             }
         }
@@ -65,4 +67,15 @@ fn refusal(e: &NotifyError) -> (NotifyVerdict, String) {
             (NotifyVerdict::BadField, fail_reply("参数错误"))
         }
     }
+}
+
+/// Counts one delivery for `/metrics` by its verdict (a fixed vocabulary, so a bounded label).
+/// Every delivery is counted once: verified ones here and in `refund_notify`, refused ones in
+/// `refused::record_refused`.
+pub(super) fn count_delivery(kind: NotifyKind, verdict: NotifyVerdict) {
+    metrics::counter!(
+        "wechat_checkout_notify_deliveries_total",
+        "kind" => kind.as_str(), "verdict" => verdict.as_str()
+    )
+    .increment(1);
 }

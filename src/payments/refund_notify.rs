@@ -48,11 +48,13 @@ impl Payments {
         match applied {
             Ok(verdict) => {
                 tracing::info!(%verdict, "refund notify handled");
+                super::notify::count_delivery(NotifyKind::Refund, verdict);
                 SUCCESS_REPLY.to_owned()
             }
             Err(e) => {
                 // Nothing was committed: WeChat must deliver it again. Log the failure on its own.
                 tracing::error!(error = %e, "refund notify could not be applied; asking WeChat to retry");
+                super::notify::count_delivery(NotifyKind::Refund, NotifyVerdict::Error);
                 let reply = fail_reply("处理失败，请重试");
                 log.verdict = NotifyVerdict::Error;
                 log.reason = format!("{}; {e}", log.reason);

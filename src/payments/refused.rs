@@ -104,6 +104,7 @@ impl RefusedGate {
 
     /// Counts a dropped delivery, and logs the count when the last warning is old enough.
     fn dropped(&self, why: &'static str) {
+        metrics::counter!("wechat_checkout_notify_refused_dropped_total").increment(1);
         let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         let mut warned = self.warned.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let since = match *warned {
@@ -165,6 +166,7 @@ impl Payments {
         reason: String,
         reply: &str,
     ) {
+        super::notify::count_delivery(kind, verdict);
         // Checked before anything is logged, so a flood does not flood the logs either.
         if !self.refused.admit(remote_addr.as_deref(), Instant::now()) {
             self.refused.dropped("over the rate limit");

@@ -10,32 +10,45 @@ pub mod csrf;
 pub mod demo;
 pub mod health;
 pub mod https;
+pub mod metrics;
 pub mod notify;
 pub mod oauth_state;
 pub mod page;
 pub mod refund_notify;
+pub mod request_id;
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::{Build, Request, Response, Rocket, catch, catchers};
 
-/// Mounts every route of the product.
+/// Mounts every route of the product, each handler run inside its request's span
+/// (`request_id::traced`), so every line it logs carries the request id.
 pub fn mount(rocket: Rocket<Build>, simulator: bool) -> Rocket<Build> {
-    let rocket = rocket
-        .mount("/", health::routes())
-        .mount("/", notify::routes())
-        .mount("/", refund_notify::routes())
-        .mount("/", checkout::routes())
-        .mount("/", assets::routes())
-        .mount("/api/v1", api::routes())
-        .mount("/", admin::routes())
+    let mut mounts = vec![
+        ("/", health::routes()),
+        ("/", metrics::routes()),
+        ("/", notify::routes()),
+        ("/", refund_notify::routes()),
+        ("/", checkout::routes()),
+        ("/", assets::routes()),
+        ("/api/v1", api::routes()),
+        ("/", admin::routes()),
+    ];
+    if simulator {
+        mounts.push(("/", demo::routes()));
+    }
+    // Installed now, so that the first request is counted.
+    metrics::handle();
+    let rocket =
+        mounts.into_iter().fold(rocket, |rocket, (base, routes)| rocket.mount(base, request_id::traced(routes)));
+    rocket
         .register("/", catchers![not_found, unprocessable, too_large, internal])
         .register("/api", api::catchers())
         .register("/admin", admin::catchers())
+        .manage(metrics::Figures::default())
         .attach(SecurityHeaders)
         .attach(https::HttpsOnly)
-        .attach(RequestLog);
-    if simulator { rocket.mount("/", demo::routes()) } else { rocket }
+        .attach(RequestLog)
 }
 
 /// Security headers on every response; `no-store` on pages that show payment state.
@@ -89,7 +102,8 @@ fn internal() -> page::ErrorPage {
 }
 
 /// One log line per request: method, path (never the query, which may hold an OAuth code),
-/// status and time taken.
+/// status and time taken, in the request's span (its id); also gives the request its id, returns
+/// it in `X-Request-Id`, and counts the request for `/metrics`.
 pub struct RequestLog;
 
 #[derive(Clone, Copy)]
@@ -103,16 +117,22 @@ impl Fairing for RequestLog {
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut rocket::Data<'_>) {
         req.local_cache(|| Started(std::time::Instant::now()));
+        request_id::assign(req);
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let started = req.local_cache(|| Started(std::time::Instant::now()));
-        tracing::info!(
-            method = %req.method(),
-            path = %req.uri().path(),
-            status = res.status().code,
-            ms = started.0.elapsed().as_millis() as u64,
-            "request"
-        );
+        let elapsed = req.local_cache(|| Started(std::time::Instant::now())).0.elapsed();
+        request_id::set_header(req, res);
+        let status = res.status().code;
+        metrics::record_request(&metrics::route_label(req), req.method().as_str(), status, elapsed);
+        request_id::of(req).span.in_scope(|| {
+            tracing::info!(
+                method = %req.method(),
+                path = %req.uri().path(),
+                status,
+                ms = elapsed.as_millis() as u64,
+                "request"
+            )
+        });
     }
 }

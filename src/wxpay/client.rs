@@ -109,12 +109,16 @@ impl HttpPayGateway {
         // Signed once: every retry sends these exact bytes, as WeChat requires for reentry.
         let body = self.merchant.signed_request(business).to_xml();
         let body = &body;
-        self.with_retries(path, |base| async move {
-            let reply = self.send(http, &base, path, body, Some(self.config.request_timeout)).await?;
-            let bytes = read_limited(reply, DEFAULT_MAX_BYTES).await?;
-            check_reply(&bytes, &self.merchant)
-        })
-        .await
+        let started = std::time::Instant::now();
+        let result = self
+            .with_retries(path, |base| async move {
+                let reply = self.send(http, &base, path, body, Some(self.config.request_timeout)).await?;
+                let bytes = read_limited(reply, DEFAULT_MAX_BYTES).await?;
+                check_reply(&bytes, &self.merchant)
+            })
+            .await;
+        observe(path, started, &result);
+        result
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the attempts run out. A transport
@@ -130,6 +134,8 @@ impl HttpPayGateway {
             match attempt_at(base.clone()).await {
                 Err(e) if e.is_retryable() && attempt < self.config.max_attempts => {
                     tracing::warn!(what, attempt, error = %e, "WeChat Pay call failed; retrying with the same request");
+                    metrics::counter!("wechat_checkout_wechat_api_retries_total", "endpoint" => endpoint(what).to_owned())
+                        .increment(1);
                     if matches!(e, WxError::Transport { .. })
                         && let Some(backup) = &self.config.backup_url
                     {
@@ -234,6 +240,52 @@ impl HttpPayGateway {
     }
 }
 
+/// Records one call (its retries included) for `/metrics` and logs it: one line per call, in
+/// the span of whatever made it (a request's id, a job).
+fn observe<T>(path: &str, started: std::time::Instant, result: &Result<T, WxError>) {
+    let (endpoint, outcome, elapsed) = (endpoint(path).to_owned(), outcome(result), started.elapsed());
+    tracing::info!(endpoint = endpoint.as_str(), outcome, ms = elapsed.as_millis() as u64, "WeChat Pay call");
+    metrics::histogram!("wechat_checkout_wechat_api_duration_seconds", "endpoint" => endpoint.clone()).record(elapsed);
+    metrics::counter!("wechat_checkout_wechat_api_calls_total", "endpoint" => endpoint, "outcome" => outcome)
+        .increment(1);
+}
+
+/// The API's name for a path: its last segment (`/secapi/pay/refund` is `refund`).
+fn endpoint(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// A bounded name for how a call ended: `success`, `business_<what to do>` for a business error
+/// (by the class of its `err_code`, never the code itself: WeChat adds codes), or the kind of
+/// failure.
+pub fn outcome<T>(result: &Result<T, WxError>) -> &'static str {
+    use super::err_code::ErrAction;
+    match result {
+        Ok(_) => "success",
+        Err(WxError::Business { code, .. }) => match code.action() {
+            ErrAction::RetrySame => "business_retry_same",
+            ErrAction::TreatAsPaid => "business_treat_as_paid",
+            ErrAction::NewOutTradeNo => "business_new_out_trade_no",
+            ErrAction::FixConfiguration => "business_fix_configuration",
+            ErrAction::FixRequest => "business_fix_request",
+            ErrAction::NotFound => "business_not_found",
+            ErrAction::RetryLater => "business_retry_later",
+            ErrAction::NeedsAttention => "business_needs_attention",
+        },
+        Err(WxError::ReturnFail { .. }) => "return_fail",
+        Err(WxError::Transport { .. }) => "transport_error",
+        Err(WxError::HttpStatus { .. }) => "http_error",
+        Err(
+            WxError::MalformedReply(_)
+            | WxError::BadReplySignature(_)
+            | WxError::ForeignReply { .. }
+            | WxError::BadReplyField { .. },
+        ) => "bad_reply",
+        Err(WxError::BillCreating) => "bill_not_ready",
+        Err(WxError::InvalidRequest(_) | WxError::CertificateRequired | WxError::Io(_)) => "local_error",
+    }
+}
+
 fn build_client(config: &GatewayConfig, identity: Option<&ClientIdentity>) -> Result<reqwest::Client, WxError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(config.connect_timeout)
@@ -315,10 +367,14 @@ impl PayGateway for HttpPayGateway {
 
     async fn download_bill(&self, req: &DownloadBill, dest: &Path) -> Result<BillDownload, WxError> {
         let body = self.merchant.signed_request(req.business_fields()).to_xml();
-        self.with_retries(download_bill::PATH, |base| {
-            let body = &body;
-            async move { self.download_once(&base, body, dest).await }
-        })
-        .await
+        let started = std::time::Instant::now();
+        let result = self
+            .with_retries(download_bill::PATH, |base| {
+                let body = &body;
+                async move { self.download_once(&base, body, dest).await }
+            })
+            .await;
+        observe(download_bill::PATH, started, &result);
+        result
     }
 }

@@ -112,6 +112,18 @@ impl OAuthClient {
     }
 
     pub async fn exchange_code(&self, code: &str) -> Result<OAuthIdentity, OAuthError> {
+        let started = std::time::Instant::now();
+        let result = self.exchange(code).await;
+        let (outcome, elapsed) = (outcome(&result), started.elapsed());
+        // One line and one count per call, like the WeChat Pay client's (`client::observe`).
+        tracing::info!(endpoint = ENDPOINT, outcome, ms = elapsed.as_millis() as u64, "WeChat OAuth call");
+        metrics::counter!("wechat_checkout_wechat_api_calls_total", "endpoint" => ENDPOINT, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("wechat_checkout_wechat_api_duration_seconds", "endpoint" => ENDPOINT).record(elapsed);
+        result
+    }
+
+    async fn exchange(&self, code: &str) -> Result<OAuthIdentity, OAuthError> {
         let url = format!("{}{}", self.sns_base, ACCESS_TOKEN_PATH);
         let reply = self
             .http
@@ -127,6 +139,21 @@ impl OAuthClient {
             .map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
         let bytes = reply.bytes().await.map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
         parse_token_reply(&bytes)
+    }
+}
+
+/// The metrics' name of the code exchange.
+const ENDPOINT: &str = "oauth_access_token";
+
+/// A bounded name for how an exchange ended.
+fn outcome(result: &Result<OAuthIdentity, OAuthError>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(OAuthError::Api { .. }) => "api_error",
+        Err(OAuthError::Transport(_)) => "transport_error",
+        Err(OAuthError::Malformed(_)) => "bad_reply",
+        Err(OAuthError::SnapshotUser) => "snapshot_user",
+        Err(OAuthError::BadState | OAuthError::BadRedirect(_)) => "local_error",
     }
 }
 

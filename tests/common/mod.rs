@@ -135,6 +135,7 @@ pub mod app;
 pub mod browser;
 pub mod hostile;
 pub mod merchant_endpoint;
+pub mod nginx;
 pub mod notify_load;
 pub mod process;
 pub mod route_walk;

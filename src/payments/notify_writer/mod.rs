@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{Applied, confirm_payment};
 use super::apply_batch::confirm_payments;
+use super::liveness::{Heartbeat, Liveness};
 use super::outbox::WebhookOutbox;
 use crate::db::notify_log::{self, NewNotifyLog};
 use crate::db::{AnyConnection, Backend, Db, DbError};
@@ -44,6 +45,9 @@ const REFUSED_BATCH: usize = 64;
 /// How long a batch waits for a database connection: WeChat waits about 5 s for an answer, so
 /// when the database is away the notify is answered FAIL (WeChat retries) before WeChat gives up.
 const CONNECTION_WAIT: Duration = Duration::from_secs(2);
+/// A batch busy for longer than this is stuck (`/readyz`): it waits at most [`CONNECTION_WAIT`]
+/// for its connection, and even the largest batch commits in well under a second.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
 /// Writer threads on PostgreSQL: two, so that one batch's round trips overlap the other's work.
 /// More make the batches smaller, and a batch costs a handful of statements whatever its size
 /// (bench/run on 2 cores: 4 writers 3,463 notifies/s, 2 writers 5,033/s, 1 writer 5,032/s with
@@ -93,7 +97,7 @@ pub struct NotifyWriter {
 
 impl NotifyWriter {
     /// Starts the writer threads; payments they apply write their webhooks to `outbox`.
-    pub fn start(db: Db, outbox: WebhookOutbox) -> NotifyWriter {
+    pub fn start(db: Db, outbox: WebhookOutbox, liveness: &Arc<Liveness>) -> NotifyWriter {
         let writers = match db.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_WRITERS,
@@ -101,9 +105,10 @@ impl NotifyWriter {
         let (writer, all_queues) = NotifyWriter::channels(writers);
         for (i, queues) in all_queues.into_iter().enumerate() {
             let (db, outbox) = (db.clone(), outbox.clone());
+            let heartbeat = liveness.register(format!("notify-writer-{i}"), STUCK_AFTER);
             thread::Builder::new()
                 .name(format!("notify-writer-{i}"))
-                .spawn(move || run(db, outbox, queues))
+                .spawn(move || run(db, outbox, queues, heartbeat))
                 .expect("a notify writer thread starts");
         }
         writer
@@ -219,11 +224,18 @@ fn drain<T>(rx: &mut mpsc::Receiver<T>, first: Option<T>, max: usize) -> Vec<T> 
     batch
 }
 
-fn run(db: Db, outbox: WebhookOutbox, mut queues: Queues) {
+fn run(db: Db, outbox: WebhookOutbox, mut queues: Queues, heartbeat: Heartbeat) {
     // Only for waiting on two queues at once; the writing itself is blocking, on this thread.
     let waiter =
         tokio::runtime::Builder::new_current_thread().build().expect("the notify writer's waiting runtime starts");
     while let Some(batch) = queues.next_batch(&waiter) {
+        let _busy = heartbeat.busy();
+        let (writer, size) = match &batch {
+            Batch::Genuine(jobs) => ("notify", jobs.len()),
+            Batch::Refused(refused) => ("notify_refused", refused.len()),
+        };
+        // A batch is at most MAX_BATCH long: exact as an f64.
+        metrics::histogram!("wechat_checkout_group_commit_batch_size", "writer" => writer).record(size as f64);
         match batch {
             Batch::Genuine(jobs) => write_batch(&db, &outbox, jobs),
             Batch::Refused(refused) => write_refused(&db, refused),

@@ -54,7 +54,9 @@ fn on_a_real_database_the_genuine_notify_is_committed_before_any_refused_one() {
     let outbox = WebhookOutbox::new(Arc::new(AppConfig::validate(RawSettings::default()).unwrap()));
     let thread = thread::spawn({
         let db = db.clone();
-        move || run(db, outbox, queues)
+        let liveness = Arc::new(crate::payments::liveness::Liveness::default());
+        let heartbeat = liveness.register("notify-writer-0", Duration::from_secs(60));
+        move || run(db, outbox, queues, heartbeat)
     });
     assert_eq!(genuine.blocking_recv().unwrap().unwrap().verdict, NotifyVerdict::PaymentFailed);
     for wait in waits {

@@ -159,16 +159,20 @@ impl FindingSink {
         }
         let batch = std::mem::take(&mut self.buf);
         let date = self.bill_date.clone();
-        let new = self.db.write_blocking(|c| -> DbResult<u64> {
-            let mut new = 0;
+        let new = self.db.write_blocking(|c| -> DbResult<Vec<FindingKind>> {
+            let mut new = Vec::new();
             for f in &batch {
                 if record(c, &date, f)? {
-                    new += 1;
+                    new.push(f.kind);
                 }
             }
             Ok(new)
         })?;
-        self.new += new;
+        // Counted once committed, and only when new: a second run of the date adds nothing.
+        for kind in &new {
+            metrics::counter!("wechat_checkout_reconciliation_findings_total", "kind" => kind.code()).increment(1);
+        }
+        self.new += new.len() as u64;
         Ok(())
     }
 }

@@ -127,6 +127,7 @@ impl Payments {
                     outcome = RunOutcome::Finished(r.clone()).headline(),
                     "reconciliation done"
                 );
+                count_run(state);
                 return Ok(RunOutcome::Finished(r));
             }
             Err(stop) => stop,
@@ -143,6 +144,7 @@ impl Payments {
             tracing::error!(bill_date = key, error = %e, "could not record the reconciliation's failure");
         }
         let next_attempt_at = next.and_utc();
+        count_run(state);
         Ok(match state {
             RunState::Waiting => {
                 tracing::info!(bill_date = key, "bill not ready yet; waiting");
@@ -154,6 +156,13 @@ impl Payments {
             }
         })
     }
+}
+
+/// Counts a run that ended, by the state it left the date in (`done`, `no_bill`, `waiting`,
+/// `failed`), for `/metrics`.
+fn count_run(state: RunState) {
+    let result = state.as_str().to_ascii_lowercase();
+    metrics::counter!("wechat_checkout_reconciliation_runs_total", "result" => result).increment(1);
 }
 
 /// Retry delay after the `attempts`th attempt failed: 30 min, 1 h, 2 h, … at most 6 h.
