@@ -88,3 +88,17 @@ pub fn describe_wechat(e: &WxError) -> String {
         other => other.to_string(),
     }
 }
+
+/// An outgoing HTTP request's failure in words, with its causes and without its URL (a webhook's
+/// URL is shown beside it already; an alert robot's carries its key): `connection failed: …` or
+/// `request failed: …`. Timeouts are the caller's to word, since it knows its own limit.
+pub fn transport_failure(e: &reqwest::Error) -> String {
+    let mut text = if e.is_connect() { "connection failed".to_owned() } else { "request failed".to_owned() };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -8,11 +8,8 @@
 
 mod common;
 
-use std::future::Future;
-use std::time::Instant;
-
 use chrono::{Duration, NaiveDateTime};
-use common::app::{TestApp, TestDb, eventually};
+use common::app::{TestApp, TestDb, eventually, on_every_database};
 use common::merchant_endpoint::{Receiver, answering, receiver};
 use common::{demo_merchant, notify_fields};
 use diesel::prelude::*;
@@ -28,27 +25,6 @@ use wechat_checkout::jobs::{self, JobContext, JobReport};
 use wechat_checkout::wxpay::SignType;
 
 const WECOM_OK: &str = r#"{"errcode":0,"errmsg":"ok"}"#;
-
-/// Runs `scenario` on SQLite, then on PostgreSQL when configured.
-async fn on_every_backend<F, Fut>(name: &str, scenario: F)
-where
-    F: Fn(TestDb, Option<tempfile::TempDir>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    scenario(TestDb::sqlite(&dir), Some(dir)).await;
-    eprintln!("{name} on sqlite: {:?}", started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let started = Instant::now();
-            scenario(db.clone(), None).await;
-            db.cleanup();
-            eprintln!("{name} on postgres: {:?}", started.elapsed());
-        }
-        None => eprintln!("{name}: TEST_DATABASE_URL not set, PostgreSQL run skipped"),
-    }
-}
 
 /// Alerts to `url` in `format`, at most `max` an hour. The app's own jobs stay off: the test
 /// runs each pass itself.
@@ -114,7 +90,7 @@ fn now() -> NaiveDateTime {
 
 #[tokio::test]
 async fn exceptions_are_told_once_to_a_wecom_robot_by_two_instances() {
-    on_every_backend("wecom", |db, dir| async move {
+    on_every_database("wecom", |db, dir| async move {
         let robot = answering("200 OK", "", WECOM_OK).await;
         let tweak = alert_settings(robot.url("/cgi-bin/webhook/send?key=robot-secret"), "wecom", 30);
         let app = TestApp::start(db, dir, tweak.clone()).await;
@@ -166,7 +142,7 @@ async fn exceptions_are_told_once_to_a_wecom_robot_by_two_instances() {
 
 #[tokio::test]
 async fn a_differing_or_failed_reconciliation_and_a_given_up_webhook_are_posted_as_json() {
-    on_every_backend("json", |db, dir| async move {
+    on_every_database("json", |db, dir| async move {
         let alerts = receiver(0, std::time::Duration::ZERO).await;
         let merchant = answering("500 Internal Server Error", "", "down").await;
         let alerting = alert_settings(alerts.url("/alerts"), "json", 30);
@@ -275,7 +251,7 @@ async fn a_differing_or_failed_reconciliation_and_a_given_up_webhook_are_posted_
 
 #[tokio::test]
 async fn over_the_hourly_limit_the_rest_is_held_and_summed_up() {
-    on_every_backend("limit", |db, dir| async move {
+    on_every_database("limit", |db, dir| async move {
         let alerts = receiver(0, std::time::Duration::ZERO).await;
         let tweak = alert_settings(alerts.url("/alerts"), "json", 3);
         let app = TestApp::start(db, dir, tweak.clone()).await;
@@ -328,7 +304,7 @@ async fn over_the_hourly_limit_the_rest_is_held_and_summed_up() {
 
 #[tokio::test]
 async fn a_failing_receiver_is_retried_every_attempt_counted_then_given_up() {
-    on_every_backend("retry", |db, dir| async move {
+    on_every_database("retry", |db, dir| async move {
         let alerts = receiver(3, std::time::Duration::ZERO).await;
         let tweak = alert_settings(alerts.url("/alerts?token=do-not-log"), "json", 30);
         let app = TestApp::start(db, dir, tweak.clone()).await;

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::admin::*;
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestApp, TestDb, prepay_id};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, API_TOKEN, TestApp, on_every_database, prepay_id};
 use common::merchant_endpoint::{Received, receiver};
 use rocket::figment::Figment;
 use serde_json::{Value, json};
@@ -23,28 +22,6 @@ const SECRET: &str = "whsec-test-0123456789abcdefghij";
 const SCHEDULE: &str = "50ms,100ms,200ms,400ms,800ms,1s";
 
 // ---- The app ------------------------------------------------------------------------------
-
-/// Runs `scenario` on SQLite, then on PostgreSQL when configured, printing each run's time. Unlike
-/// the shared one, the scenario starts the app itself: its settings name an endpoint it starts first.
-async fn on_every_backend<F, Fut>(name: &str, scenario: F)
-where
-    F: Fn(TestDb, Option<tempfile::TempDir>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    scenario(TestDb::sqlite(&dir), Some(dir)).await;
-    eprintln!("{name} on sqlite: {:?}", started.elapsed());
-    match TestDb::postgres() {
-        Some(db) => {
-            let started = Instant::now();
-            scenario(db.clone(), None).await;
-            db.cleanup();
-            eprintln!("{name} on postgres: {:?}", started.elapsed());
-        }
-        None => eprintln!("{name}: TEST_DATABASE_URL not set, PostgreSQL run skipped"),
-    }
-}
 
 /// Jobs on with fast ticks and a fast schedule, signing with [`SECRET`], and `global` as
 /// `WEBHOOK_URL` when given. The receivers listen on 127.0.0.1, so private addresses are allowed.
@@ -121,7 +98,7 @@ fn assert_signed(r: &Received) {
 
 #[tokio::test]
 async fn delivery_survives_five_failures_then_succeeds() {
-    on_every_backend("delivery_survives_five_failures_then_succeeds", |store, dir| async move {
+    on_every_database("delivery_survives_five_failures_then_succeeds", |store, dir| async move {
         let merchant = receiver(5, Duration::ZERO).await;
         let hook = merchant.url("/hooks/wechat");
         let app = TestApp::start(store, dir, |f| webhook_settings(f, Some(hook))).await;
@@ -173,7 +150,7 @@ async fn delivery_survives_five_failures_then_succeeds() {
 
 #[tokio::test]
 async fn a_per_order_url_overrides_the_global_one() {
-    on_every_backend("a_per_order_url_overrides_the_global_one", |store, dir| async move {
+    on_every_database("a_per_order_url_overrides_the_global_one", |store, dir| async move {
         let global = receiver(0, Duration::ZERO).await;
         let own = receiver(0, Duration::ZERO).await;
         let hook = global.url("/global");
@@ -202,7 +179,7 @@ async fn a_per_order_url_overrides_the_global_one() {
 
 #[tokio::test]
 async fn an_order_without_any_url_gets_no_event() {
-    on_every_backend("an_order_without_any_url_gets_no_event", |store, dir| async move {
+    on_every_database("an_order_without_any_url_gets_no_event", |store, dir| async move {
         let own = receiver(0, Duration::ZERO).await;
         // Signing is configured, but there is no global URL.
         let app = TestApp::start(store, dir, |f| webhook_settings(f, None)).await;
@@ -222,7 +199,7 @@ async fn an_order_without_any_url_gets_no_event() {
 
 #[tokio::test]
 async fn order_refunded_follows_a_successful_refund() {
-    on_every_backend("order_refunded_follows_a_successful_refund", |store, dir| async move {
+    on_every_database("order_refunded_follows_a_successful_refund", |store, dir| async move {
         let merchant = receiver(0, Duration::ZERO).await;
         let hook = merchant.url("/hooks");
         let app = TestApp::start(store, dir, |f| webhook_settings(f, Some(hook))).await;
@@ -269,7 +246,7 @@ async fn order_refunded_follows_a_successful_refund() {
 
 #[tokio::test]
 async fn the_console_lists_events_and_a_manual_resend_delivers_again() {
-    on_every_backend("the_console_lists_events_and_a_manual_resend_delivers_again", |store, dir| async move {
+    on_every_database("the_console_lists_events_and_a_manual_resend_delivers_again", |store, dir| async move {
         let merchant = receiver(0, Duration::ZERO).await;
         let hook = merchant.url("/hooks");
         let app = TestApp::start(store, dir, |f| webhook_settings(f, Some(hook))).await;
@@ -331,7 +308,7 @@ fn instance(app: &TestApp, hook: &str, owner: &str) -> JobContext {
 
 #[tokio::test]
 async fn two_instances_deliver_each_event_exactly_once() {
-    on_every_backend("two_instances_deliver_each_event_exactly_once", |store, dir| async move {
+    on_every_database("two_instances_deliver_each_event_exactly_once", |store, dir| async move {
         // A slow merchant widens the window in which both instances see the same due events.
         let merchant = receiver(0, Duration::from_millis(30)).await;
         let hook = merchant.url("/hooks");

@@ -282,14 +282,7 @@ fn describe(e: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    let mut text = if e.is_connect() { "connection failed".to_owned() } else { "request failed".to_owned() };
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error::transport_failure(e)
 }
 
 #[cfg(test)]

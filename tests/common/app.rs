@@ -337,6 +337,29 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Runs `scenario` on a fresh SQLite database (with its directory), then on a fresh PostgreSQL
+/// database when `TEST_DATABASE_URL` is set (dropped afterwards), printing each run's time. The
+/// scenario starts the app itself, for suites whose settings name an endpoint it starts first.
+pub async fn on_every_database<F, Fut>(name: &str, scenario: F)
+where
+    F: Fn(TestDb, Option<tempfile::TempDir>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    scenario(TestDb::sqlite(&dir), Some(dir)).await;
+    eprintln!("{name} on sqlite: {:?}", started.elapsed());
+    match TestDb::postgres() {
+        Some(db) => {
+            let started = Instant::now();
+            scenario(db.clone(), None).await;
+            db.cleanup();
+            eprintln!("{name} on postgres: {:?}", started.elapsed());
+        }
+        None => eprintln!("{name}: TEST_DATABASE_URL not set, PostgreSQL run skipped"),
+    }
+}
+
 /// Runs `scenario` on a fresh app on SQLite, then on PostgreSQL when `TEST_DATABASE_URL` is set,
 /// printing each run's time.
 pub async fn on_every_backend<F, Fut>(scenario: F)

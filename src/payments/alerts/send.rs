@@ -134,15 +134,7 @@ fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("timed out after {}s", TIMEOUT.as_secs());
     }
-    let e = e.without_url();
-    let mut text = if e.is_connect() { "connection failed".to_owned() } else { "request failed".to_owned() };
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error::transport_failure(&e.without_url())
 }
 
 #[cfg(test)]
