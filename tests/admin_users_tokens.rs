@@ -272,11 +272,22 @@ async fn the_last_admin_can_be_neither_demoted_nor_disabled() {
 async fn an_api_token_works_until_revoked_and_is_shown_once() {
     on_every_backend(|app| async move {
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;
-        let res = post_form(&app, &admin, "/admin/tokens", "/admin/tokens", &[("name", "ERP 系统")]).await;
+        // A scope is required: none, or an unknown one, creates nothing.
+        for scope in [None, Some("admin")] {
+            let mut fields = vec![("name", "ERP 系统")];
+            fields.extend(scope.map(|s| ("scope", s)));
+            post_form(&app, &admin, "/admin/tokens", "/admin/tokens", &fields).await;
+            let html = page(&app, &admin, "/admin/tokens").await;
+            assert!(flash_of(&html).contains("令牌权限"), "{scope:?}: {}", flash_of(&html));
+            assert_eq!(secret_of(&html), None);
+        }
+        let fields = [("name", "ERP 系统"), ("scope", "read")];
+        let res = post_form(&app, &admin, "/admin/tokens", "/admin/tokens", &fields).await;
         assert_eq!(res.status(), 303);
         assert_eq!(res.headers()["location"], "/admin/tokens");
         let html = page(&app, &admin, "/admin/tokens").await;
-        assert!(flash_of(&html).contains("已创建 API 令牌「ERP 系统」"), "{}", flash_of(&html));
+        assert!(flash_of(&html).contains("已创建 API 令牌「ERP 系统」（只读（read））"), "{}", flash_of(&html));
+        assert!(html.contains("<td data-label=\"权限\">只读（read）</td>"), "the list shows the scope");
         let token = secret_of(&html).expect("the token is shown once");
         assert!(token.len() >= 32 && token.bytes().all(|b| b.is_ascii_alphanumeric()), "{token}");
         assert_eq!(secret_of(&page(&app, &admin, "/admin/tokens").await), None);
@@ -286,6 +297,13 @@ async fn an_api_token_works_until_revoked_and_is_shown_once() {
         let res = lookup().await.unwrap();
         assert_eq!(res.status(), 404);
         assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        // A read token cannot create an order: 403 naming the scope it lacks.
+        let body = serde_json::json!({ "amount_fen": 100, "description": "x", "merchant_order_id": "RO-1" });
+        let res = app.http.post(app.url("/api/v1/orders")).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 403);
+        let err: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "insufficient_scope", "{err}");
+        assert_eq!(err["error"]["required_scope"], "write", "{err}");
 
         // Only the hash is stored.
         let db = Db::connect(&app.db.url(), 2).unwrap();

@@ -77,7 +77,7 @@ fn plant(conn: &mut db::AnyConnection, no: &str) -> Result<(), DbError> {
     audit::record(conn, &actor, AuditAction::WebhookResend, Some(no), Some(&target), detail_json)?;
     let hash = wechat_checkout::domain::records::token_hash("phone-token-0123456789abcdefghijklmnop");
     let name = format!("ERP-{}", blob(60));
-    tokens::insert(conn, &tokens::NewToken { name: &name, token_hash: &hash, created_at: db::now() })
+    tokens::insert(conn, &tokens::NewToken { name: &name, token_hash: &hash, created_at: db::now(), scope: "refund" })
 }
 
 /// A notify with raw XML and a signature in its reason; an open and a resolved exception.

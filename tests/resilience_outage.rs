@@ -250,9 +250,19 @@ struct DiskFull<'a> {
 impl Outage for DiskFull<'_> {
     fn begin(&mut self) {
         // Move the WAL's content into the database file and truncate it, so that the very next
-        // commits need new blocks (a WAL that still has room would take writes for a while).
+        // commits need new blocks. A checkpoint that a busy reader or writer of the load cut short
+        // leaves the WAL at its size, and a WAL that keeps its blocks takes writes (wrapping
+        // around after each checkpoint) however full the disk is: so until it reports done.
         let mut conn = self.db.conn().unwrap();
-        let _ = diesel::connection::SimpleConnection::batch_execute(&mut *conn, "PRAGMA wal_checkpoint(TRUNCATE);");
+        let started = Instant::now();
+        loop {
+            let done = wal_truncated(&mut conn);
+            if done || started.elapsed() > PATIENCE {
+                assert!(done, "the WAL could not be checkpointed and truncated within {PATIENCE:?}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         drop(conn);
         self.filler = Some(self.fs.fill());
     }
@@ -265,6 +275,18 @@ impl Outage for DiskFull<'_> {
         // `SELECT 1` still works on a full disk: only the failing writes tell.
         "writes_failing"
     }
+}
+
+/// One `PRAGMA wal_checkpoint(TRUNCATE)`: whether it completed (its `busy` column is 0).
+fn wal_truncated(conn: &mut wechat_checkout::db::AnyConnection) -> bool {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Checkpoint {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+    }
+    let wechat_checkout::db::AnyConnection::Sqlite(conn) = conn else { panic!("a full filesystem is a SQLite outage") };
+    diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<Checkpoint>(conn).is_ok_and(|c| c.busy == 0)
 }
 
 // ---- The scenario ---------------------------------------------------------------------------

@@ -50,7 +50,9 @@ fn bootstrap_api_token(db: &Db, config: &AppConfig) -> Result<Option<String>, St
     }
     let token = crate::wxpay::nonce::random_alphanumeric(40);
     let hash = crate::domain::records::token_hash(&token);
-    tokens::insert(&mut conn, &tokens::NewToken { name: "initial", token_hash: &hash, created_at: db::now() })?;
+    // The first token is the one the README's first steps use: it may do everything.
+    let scope = crate::domain::ApiScope::Refund.as_str();
+    tokens::insert(&mut conn, &tokens::NewToken { name: "initial", token_hash: &hash, created_at: db::now(), scope })?;
     Ok(Some(token))
 }
 

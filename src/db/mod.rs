@@ -11,6 +11,7 @@ pub mod exceptions;
 pub mod figures;
 mod group_commit;
 pub mod health;
+pub mod idempotency;
 pub mod job_runs;
 pub mod migrate;
 pub mod notify_log;

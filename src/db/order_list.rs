@@ -100,12 +100,27 @@ enum Targets {
     Nothing,
 }
 
-/// The order numbers a search names. Each look-up is a point read on a unique index
-/// (out_trade_no, transaction_id, merchant_order_id, refunds' out_refund_no), so a search costs
-/// the same on a million orders as on ten, whatever the other filters are.
+/// The order numbers a search (and the API's merchant_order_id filter) names. Each look-up is a
+/// point read on a unique index (out_trade_no, transaction_id, merchant_order_id, refunds'
+/// out_refund_no), so a search costs the same on a million orders as on ten, whatever the other
+/// filters are.
 fn search_targets(conn: &mut AnyConnection, filter: &ListFilter) -> DbResult<Targets> {
+    let by_merchant_id = match filter.merchant_order_id.as_deref() {
+        None => None,
+        Some(id) => {
+            let found: Option<String> = orders::table
+                .filter(orders::merchant_order_id.eq(id))
+                .select(orders::out_trade_no)
+                .first(conn)
+                .optional()?;
+            match found {
+                None => return Ok(Targets::Nothing),
+                Some(no) => Some(no),
+            }
+        }
+    };
     let Some(q) = filter.search.as_deref() else {
-        return Ok(Targets::Every);
+        return Ok(by_merchant_id.map_or(Targets::Every, |no| Targets::Only(vec![no])));
     };
     let mut found: Vec<String> = Vec::new();
     let mut add = |id: Option<String>| {
@@ -119,6 +134,9 @@ fn search_targets(conn: &mut AnyConnection, filter: &ListFilter) -> DbResult<Tar
     add(orders::table.filter(orders::transaction_id.eq(q)).select(orders::out_trade_no).first(conn).optional()?);
     add(orders::table.filter(orders::merchant_order_id.eq(q)).select(orders::out_trade_no).first(conn).optional()?);
     add(refunds::table.filter(refunds::out_refund_no.eq(q)).select(refunds::out_trade_no).first(conn).optional()?);
+    if let Some(no) = by_merchant_id {
+        found.retain(|f| *f == no);
+    }
     Ok(if found.is_empty() { Targets::Nothing } else { Targets::Only(found) })
 }
 
@@ -147,6 +165,12 @@ fn fetch(
     }
     if let Some(max) = filter.max_fen {
         q = q.filter(orders::amount_fen.le(max));
+    }
+    if let Some(from) = filter.paid_from {
+        q = q.filter(orders::paid_at.ge(from));
+    }
+    if let Some(before) = filter.paid_before {
+        q = q.filter(orders::paid_at.lt(before));
     }
     // The keyset condition is written as `created_at <= c AND (created_at < c OR out_trade_no < o)`
     // rather than the OR alone: the first conjunct is a plain range both planners turn into an

@@ -81,6 +81,19 @@ diesel::table! {
         token_hash -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        scope -> Text,
+    }
+}
+
+diesel::table! {
+    api_idempotency_keys (id) {
+        id -> BigInt,
+        principal -> Text,
+        idem_key -> Text,
+        request_hash -> Text,
+        status_code -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }
 
@@ -263,6 +276,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     notify_log,
     exceptions,
     api_tokens,
+    api_idempotency_keys,
     oauth_states,
     staff_users,
     login_attempts,

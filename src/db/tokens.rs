@@ -5,7 +5,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::api_tokens;
-use super::{AnyConnection, DbResult};
+use super::{AnyConnection, DbError, DbResult};
+use crate::domain::ApiScope;
 use crate::domain::records::ApiToken;
 
 #[derive(Insertable, Debug)]
@@ -14,6 +15,7 @@ pub struct NewToken<'a> {
     pub name: &'a str,
     pub token_hash: &'a str,
     pub created_at: NaiveDateTime,
+    pub scope: &'a str,
 }
 
 pub fn insert(conn: &mut AnyConnection, token: &NewToken<'_>) -> DbResult<()> {
@@ -25,14 +27,16 @@ pub fn count_active(conn: &mut AnyConnection) -> DbResult<i64> {
     Ok(api_tokens::table.filter(api_tokens::revoked_at.is_null()).count().get_result(conn)?)
 }
 
-/// Whether an unrevoked token has this hash.
-pub fn is_active(conn: &mut AnyConnection, token_hash: &str) -> DbResult<bool> {
-    let n: i64 = api_tokens::table
+/// The unrevoked token with this hash, if any.
+pub fn find_active(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<ApiToken>> {
+    api_tokens::table
         .filter(api_tokens::token_hash.eq(token_hash))
         .filter(api_tokens::revoked_at.is_null())
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
+        .select(TokenDbRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(ApiToken::try_from)
+        .transpose()
 }
 
 #[derive(Queryable, Selectable)]
@@ -42,42 +46,49 @@ struct TokenDbRow {
     name: String,
     created_at: NaiveDateTime,
     revoked_at: Option<NaiveDateTime>,
+    scope: String,
 }
 
-impl From<TokenDbRow> for ApiToken {
-    fn from(r: TokenDbRow) -> ApiToken {
-        ApiToken { id: r.id, name: r.name, created_at: r.created_at, revoked_at: r.revoked_at }
+impl TryFrom<TokenDbRow> for ApiToken {
+    type Error = DbError;
+
+    fn try_from(r: TokenDbRow) -> DbResult<ApiToken> {
+        let scope = ApiScope::parse(&r.scope)
+            .ok_or_else(|| DbError::Corrupt(format!("API token {} has unknown scope {:?}", r.id, r.scope)))?;
+        Ok(ApiToken { id: r.id, name: r.name, scope, created_at: r.created_at, revoked_at: r.revoked_at })
     }
 }
 
 /// Every token, newest first (a merchant has a handful, so no paging).
 pub fn list(conn: &mut AnyConnection) -> DbResult<Vec<ApiToken>> {
-    Ok(api_tokens::table
+    api_tokens::table
         .order(api_tokens::id.desc())
         .select(TokenDbRow::as_select())
         .load(conn)?
         .into_iter()
-        .map(ApiToken::from)
-        .collect())
+        .map(ApiToken::try_from)
+        .collect()
 }
 
 pub fn find(conn: &mut AnyConnection, id: i64) -> DbResult<Option<ApiToken>> {
-    Ok(api_tokens::table
+    api_tokens::table
         .filter(api_tokens::id.eq(id))
         .select(TokenDbRow::as_select())
         .first(conn)
         .optional()?
-        .map(ApiToken::from))
+        .map(ApiToken::try_from)
+        .transpose()
 }
 
 /// The row just inserted, found by its (unique) hash: we have no RETURNING on every backend.
 pub fn find_by_hash(conn: &mut AnyConnection, token_hash: &str) -> DbResult<Option<ApiToken>> {
-    Ok(api_tokens::table
+    api_tokens::table
         .filter(api_tokens::token_hash.eq(token_hash))
         .select(TokenDbRow::as_select())
         .first(conn)
         .optional()?
-        .map(ApiToken::from))
+        .map(ApiToken::try_from)
+        .transpose()
 }
 
 /// Revokes a token unless it already is: true when this call revoked it.

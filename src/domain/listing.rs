@@ -18,6 +18,12 @@ pub struct ListFilter {
     pub min_fen: Option<i64>,
     /// `amount_fen <= max_fen`.
     pub max_fen: Option<i64>,
+    /// `paid_at >= paid_from` (only paid orders have one).
+    pub paid_from: Option<NaiveDateTime>,
+    /// `paid_at < paid_before`.
+    pub paid_before: Option<NaiveDateTime>,
+    /// Exactly this merchant_order_id (the API's filter; a point read on its unique index).
+    pub merchant_order_id: Option<String>,
     /// An exact out_trade_no, transaction_id, merchant_order_id or out_refund_no.
     pub search: Option<String>,
 }

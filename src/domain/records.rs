@@ -108,6 +108,7 @@ pub struct AuditFilter {
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
+    pub scope: super::ApiScope,
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
 }

@@ -176,6 +176,34 @@ string_enum! {
         TokenRevoked = "token_revoked",
         ReconciliationRun = "reconciliation_run",
         WebhookResend = "webhook_resend",
+        /// An order created through the merchant API (the actor is `api:<token name>`).
+        OrderCreated = "order_created",
+    }
+}
+
+string_enum! {
+    /// What a merchant API token may do. Each scope includes the ones before it: `read` reads,
+    /// `write` also creates orders and closes them (and asks for their payment parameters),
+    /// `refund` also moves money back.
+    pub enum ApiScope {
+        Read = "read",
+        Write = "write",
+        Refund = "refund",
+    }
+}
+
+impl ApiScope {
+    /// Whether a token of this scope may do what `needed` guards.
+    pub fn allows(self, needed: ApiScope) -> bool {
+        self.rank() >= needed.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            ApiScope::Read => 0,
+            ApiScope::Write => 1,
+            ApiScope::Refund => 2,
+        }
     }
 }
 
@@ -203,5 +231,14 @@ mod tests {
         check(&NotifyVerdict::ALL, NotifyVerdict::as_str, NotifyVerdict::parse);
         check(&ExceptionKind::ALL, ExceptionKind::as_str, ExceptionKind::parse);
         check(&AuditAction::ALL, AuditAction::as_str, AuditAction::parse);
+        check(&ApiScope::ALL, ApiScope::as_str, ApiScope::parse);
+    }
+
+    #[test]
+    fn each_api_scope_includes_the_ones_before_it() {
+        use ApiScope::*;
+        assert!(Refund.allows(Read) && Refund.allows(Write) && Refund.allows(Refund));
+        assert!(Write.allows(Read) && Write.allows(Write) && !Write.allows(Refund));
+        assert!(Read.allows(Read) && !Read.allows(Write) && !Read.allows(Refund));
     }
 }

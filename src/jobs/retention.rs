@@ -1,6 +1,7 @@
 //! Retention: once an hour ([`EVERY`]) one instance deletes what is past its window
 //! (`RETENTION_*`, see `config::Retention`): refused notify deliveries, used OAuth states,
-//! staff sign-in attempts, the attempts of webhook deliveries that are over, and, only when
+//! staff sign-in attempts, the attempts of webhook deliveries that are over, the merchant API's
+//! idempotency keys after their 24 hours, and, only when
 //! configured, verified notifies and the audit log (both kept for good by default). Orders,
 //! refunds, their timelines, exceptions, webhook events and reconciliation runs are never purged.
 //!
@@ -17,7 +18,7 @@ use chrono::NaiveDateTime;
 
 use super::{JobContext, JobReport, LEASE};
 use crate::config::Retention;
-use crate::db::{self, AnyConnection, DbResult, job_runs, retention};
+use crate::db::{self, AnyConnection, DbResult, idempotency, job_runs, retention};
 use crate::error::AppError;
 
 /// How often a scheduled pass runs, across all instances.
@@ -30,13 +31,15 @@ type Purge = fn(&mut AnyConnection, NaiveDateTime, i64) -> DbResult<usize>;
 type Window = fn(&Retention) -> Option<Duration>;
 
 /// What is purged: its name in logs, its window, and the chunked delete.
-const KINDS: [(&str, Window, Purge); 6] = [
+const KINDS: [(&str, Window, Purge); 7] = [
     ("refused notifies", |r| r.refused_notifies, retention::purge_refused_notifies),
     ("oauth states", |r| r.oauth_states, retention::purge_oauth_states),
     ("sign-in attempts", |r| r.signin_attempts, retention::purge_signin_attempts),
     ("webhook attempts", |r| r.webhook_attempts, retention::purge_webhook_attempts),
     ("verified notifies", |r| r.verified_notifies, retention::purge_verified_notifies),
     ("audit entries", |r| r.audit, retention::purge_audit),
+    // A key's stored answer is promised for 24 hours, not configurable.
+    ("idempotency keys", |_| Some(idempotency::KEY_LIFETIME), idempotency::purge),
 ];
 
 /// The scheduled pass: runs when the last pass (of any instance) finished [`EVERY`] ago.

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::{Payments, webhook_address};
 use crate::config::webhook_url_problem;
-use crate::db::events;
 use crate::db::orders::{self, NewOrder};
-use crate::domain::{Fen, Order, OrderState, TimelineKind, TimelineSource, ids};
+use crate::db::{audit, events};
+use crate::domain::{Actor, AuditAction, Fen, Order, OrderState, TimelineKind, TimelineSource, ids};
 use crate::error::AppError;
 
 /// The merchant's request, as the JSON API takes it.
@@ -60,15 +60,16 @@ pub enum Created {
 
 impl Payments {
     pub async fn create_order(&self, req: CreateOrder) -> Result<Created, AppError> {
-        self.create_order_with_webhook(req, None).await
+        self.create_order_with_webhook(req, None, None).await
     }
 
     /// [`Payments::create_order`] for an order whose webhooks go to `webhook_url` (an empty
-    /// string counts as none).
+    /// string counts as none); `actor` (an API token) is audited in the transaction that inserts it.
     pub async fn create_order_with_webhook(
         &self,
         req: CreateOrder,
         webhook_url: Option<String>,
+        actor: Option<Actor>,
     ) -> Result<Created, AppError> {
         let expires_in = self.validate(&req)?;
         let webhook_url = self.validate_webhook_url(webhook_url).await?;
@@ -97,6 +98,10 @@ impl Payments {
                 });
                 let states = (None, Some(OrderState::Created));
                 events::insert(conn, &new.out_trade_no, TimelineKind::Created, TimelineSource::Api, states, &detail)?;
+                if let Some(actor) = &actor {
+                    let no = Some(new.out_trade_no.as_str());
+                    audit::record(conn, actor, AuditAction::OrderCreated, no, Some(&new.merchant_order_id), detail)?;
+                }
                 orders::find(conn, &new.out_trade_no)
             })
             .await;

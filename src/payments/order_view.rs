@@ -35,6 +35,25 @@ pub fn order_json(order: &Order, config: &AppConfig) -> Value {
     })
 }
 
+/// A refund as the API shows it.
+pub fn refund_json(refund: &Refund, config: &AppConfig) -> Value {
+    json!({
+        "out_refund_no": refund.out_refund_no,
+        "out_trade_no": refund.out_trade_no,
+        "state": refund.state.as_str(),
+        "amount_fen": refund.amount.get(),
+        "amount_yuan": refund.amount.to_yuan_string(),
+        "reason": refund.reason,
+        "refund_id": refund.refund_id,
+        "requested_by": refund.requested_by,
+        "last_error": refund.last_error,
+        "created_at": time(refund.created_at),
+        "updated_at": time(refund.updated_at),
+        "succeeded_at": refund.succeeded_at.map(time),
+        "simulated": config.simulator,
+    })
+}
+
 /// The order with one of its refunds, as an `order.refunded` webhook carries it.
 pub fn refunded_json(order: &Order, refund: &Refund, config: &AppConfig) -> Value {
     let mut data = order_json(order, config);

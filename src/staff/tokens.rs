@@ -1,12 +1,13 @@
-//! Merchant API tokens: issuing one (shown once; only its SHA-256 is kept), revoking one, listing
-//! them, and authenticating a bearer token (the configured `API_TOKEN` or an issued one).
+//! Merchant API tokens: issuing one with its scope (shown once; only its SHA-256 is kept), revoking
+//! one, listing them, and authenticating a bearer token (the configured `API_TOKEN`, which holds
+//! every scope, or an issued one).
 
 use subtle::ConstantTimeEq;
 
 use super::Accounts;
 use crate::db::{DbError, audit, tokens};
 use crate::domain::records::{ApiToken, token_hash};
-use crate::domain::{Actor, AuditAction};
+use crate::domain::{Actor, ApiScope, AuditAction};
 use crate::wxpay::nonce::random_alphanumeric;
 
 /// 40 alphanumerics: about 238 bits, so a plain SHA-256 of it cannot be brute-forced.
@@ -36,6 +37,26 @@ pub fn check_name(name: &str) -> Result<(), NameProblem> {
     }
 }
 
+/// Who is calling the merchant API: the token's name (audited as `api:<name>`) and its scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiPrincipal {
+    pub name: String,
+    pub scope: ApiScope,
+    /// The idempotency keys' namespace: `env` for `API_TOKEN`, `token:<id>` for an issued one, so
+    /// two integrations never see each other's keys (and a renamed token keeps its own).
+    pub key_space: String,
+}
+
+/// The name `API_TOKEN` is audited under.
+pub const CONFIGURED_TOKEN_NAME: &str = "API_TOKEN";
+
+impl ApiPrincipal {
+    /// The actor an API write is audited as.
+    pub fn actor(&self, remote_addr: Option<String>) -> Actor {
+        Actor { username: format!("api:{}", self.name), remote_addr }
+    }
+}
+
 /// What revoking found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Revoked {
@@ -52,17 +73,22 @@ impl Accounts {
         self.db.read(tokens::list).await
     }
 
-    /// Issues a token named `name` (already checked with [`check_name`]) and returns it: the
-    /// only time it is ever seen. Audited with its name and id, never the token.
-    pub async fn create_token(&self, actor: &Actor, name: &str) -> Result<String, DbError> {
+    /// Issues a token named `name` (already checked with [`check_name`]) with `scope` and returns
+    /// it: the only time it is ever seen. Audited with its name, id and scope, never the token.
+    pub async fn create_token(&self, actor: &Actor, name: &str, scope: ApiScope) -> Result<String, DbError> {
         let token = random_alphanumeric(TOKEN_LENGTH);
         let (hash, actor, name) = (token_hash(&token), actor.clone(), name.to_owned());
         self.db
             .write(move |c| -> Result<(), DbError> {
-                let new = tokens::NewToken { name: &name, token_hash: &hash, created_at: crate::db::now() };
+                let new = tokens::NewToken {
+                    name: &name,
+                    token_hash: &hash,
+                    created_at: crate::db::now(),
+                    scope: scope.as_str(),
+                };
                 tokens::insert(c, &new)?;
                 let id = tokens::find_by_hash(c, &hash)?.map(|t| t.id);
-                let detail = serde_json::json!({ "token_id": id });
+                let detail = serde_json::json!({ "token_id": id, "scope": scope.as_str() });
                 audit::record(c, &actor, AuditAction::TokenCreated, None, Some(&name), detail)
             })
             .await?;
@@ -86,16 +112,18 @@ impl Accounts {
             .await
     }
 
-    /// Whether `token` may call the merchant API: the configured `API_TOKEN` (compared in
-    /// constant time) or an issued token that is not revoked.
-    pub async fn authenticate_api(&self, token: &str) -> Result<bool, DbError> {
+    /// Who `token` is, when it may call the merchant API: the configured `API_TOKEN` (compared in
+    /// constant time; every scope) or an issued token that is not revoked.
+    pub async fn authenticate_api(&self, token: &str) -> Result<Option<ApiPrincipal>, DbError> {
         if let Some(configured) = &self.config.api_token
             && bool::from(configured.expose().as_bytes().ct_eq(token.as_bytes()))
         {
-            return Ok(true);
+            let name = CONFIGURED_TOKEN_NAME.to_owned();
+            return Ok(Some(ApiPrincipal { name, scope: ApiScope::Refund, key_space: "env".into() }));
         }
         let hash = token_hash(token);
-        self.db.read(move |c| tokens::is_active(c, &hash)).await
+        let found = self.db.read(move |c| tokens::find_active(c, &hash)).await?;
+        Ok(found.map(|t| ApiPrincipal { name: t.name, scope: t.scope, key_space: format!("token:{}", t.id) }))
     }
 }
 

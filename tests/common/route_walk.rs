@@ -58,7 +58,12 @@ pub async fn seed(app: &TestApp) -> Seed {
             let hash = wechat_checkout::domain::records::token_hash("walk-token-0123456789abcdefghijklmnop");
             tokens::insert(
                 c,
-                &tokens::NewToken { name: "walk", token_hash: &hash, created_at: wechat_checkout::db::now() },
+                &tokens::NewToken {
+                    name: "walk",
+                    token_hash: &hash,
+                    created_at: wechat_checkout::db::now(),
+                    scope: "read",
+                },
             )?;
             let last = |ids: Vec<i64>| ids.into_iter().max().unwrap_or(1);
             Ok(BTreeMap::from([

@@ -156,6 +156,7 @@ pub fn audit_action(action: AuditAction) -> &'static str {
         A::TokenRevoked => "撤销 API 令牌",
         A::ReconciliationRun => "运行对账",
         A::WebhookResend => "重发 Webhook",
+        A::OrderCreated => "接口创建订单",
     }
 }
 

@@ -1,5 +1,5 @@
-//! The API tokens page (admins only): the merchant API's bearer tokens by name, creating one (shown
-//! once; only its SHA-256 is stored) and revoking one (it stops authenticating at once). Both are
+//! The API tokens page (admins only): the merchant API's bearer tokens by name and scope, creating
+//! one (shown once; only its SHA-256 is stored) and revoking one (it stops authenticating at once). Both are
 //! audited with the token's name and id, never the token.
 
 use askama::Template;
@@ -15,6 +15,7 @@ use super::login::CsrfOnly;
 use super::session::{Admin, AdminForm, CsrfField};
 use super::users::{Secret, reveal_once, take_revealed};
 use super::view::beijing_time;
+use crate::domain::ApiScope;
 use crate::error::AppError;
 use crate::staff::Accounts;
 use crate::staff::tokens::{MAX_NAME_CHARS, NameProblem, Revoked, check_name};
@@ -29,6 +30,7 @@ const PAGE: &str = "/admin/tokens";
 struct TokenView {
     id: i64,
     name: String,
+    scope: &'static str,
     created: String,
     revoked: Option<String>,
 }
@@ -57,6 +59,7 @@ async fn get_tokens(
         .map(|t| TokenView {
             id: t.id,
             name: t.name,
+            scope: scope_label(t.scope),
             created: beijing_time(t.created_at.and_utc()),
             revoked: t.revoked_at.map(|r| beijing_time(r.and_utc())),
         })
@@ -77,6 +80,17 @@ struct CreateForm {
     csrf: String,
     #[field(default = String::new())]
     name: String,
+    #[field(default = String::new())]
+    scope: String,
+}
+
+/// How the page names a scope (each includes the ones before it).
+fn scope_label(scope: ApiScope) -> &'static str {
+    match scope {
+        ApiScope::Read => "只读（read）",
+        ApiScope::Write => "下单与关单（write）",
+        ApiScope::Refund => "全部含退款（refund）",
+    }
 }
 
 impl CsrfField for CreateForm {
@@ -104,10 +118,14 @@ async fn post_create(
     if let Err(problem) = check_name(&name) {
         return Ok(Flash::error(Redirect::to(PAGE), name_problem(problem)));
     }
-    let token = accounts.create_token(&admin.0.actor(), &name).await?;
-    let label = format!("API 令牌「{name}」");
+    let Some(scope) = ApiScope::parse(&form.0.scope) else {
+        return Ok(Flash::error(Redirect::to(PAGE), "请选择令牌权限：只读、下单与关单，或全部含退款"));
+    };
+    let token = accounts.create_token(&admin.0.actor(), &name, scope).await?;
+    let label = format!("API 令牌「{name}」（{}）", scope_label(scope));
     reveal_once(cookies, PAGE, &admin.0, Secret { label, value: token }, accounts.secure_cookies());
-    Ok(Flash::success(Redirect::to(PAGE), format!("已创建 API 令牌「{name}」。令牌只显示这一次，请立即保存。")))
+    let created = format!("已创建 API 令牌「{name}」（{}）。令牌只显示这一次，请立即保存。", scope_label(scope));
+    Ok(Flash::success(Redirect::to(PAGE), created))
 }
 
 #[post("/admin/tokens/<id>/revoke", data = "<_form>")]

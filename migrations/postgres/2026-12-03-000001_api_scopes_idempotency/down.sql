@@ -1,0 +1,2 @@
+DROP TABLE api_idempotency_keys;
+ALTER TABLE api_tokens DROP COLUMN scope;
