@@ -103,11 +103,12 @@ async fn exceptions_are_told_once_to_a_wecom_robot_by_two_instances() {
         let (mismatch, _) = app.paying_order("AL-MISMATCH", 1990).await;
         notify(&app, &mismatch, 1, "4200000000202612020000000001").await;
         let (late, _) = app.paying_order("AL-LATE", 300).await;
-        let closing = late.clone();
+        let (closing, outbox) = (late.clone(), app.outbox.clone());
         app.db_handle()
             .write(move |c| {
                 use wechat_checkout::payments::apply::{Change, apply_change};
-                apply_change(c, &closing, Change::Closed, wechat_checkout::domain::TimelineSource::Close, json!({}))
+                let source = wechat_checkout::domain::TimelineSource::Close;
+                apply_change(c, &closing, Change::Closed, source, json!({}), &outbox)
             })
             .await
             .unwrap();

@@ -429,10 +429,11 @@ async fn genuine_notify_cases(app: &TestApp, fx: &Fixtures, cat: &mut Catalogue)
 async fn paid_after_close(app: &TestApp, cat: &mut Catalogue) {
     use wechat_checkout::payments::apply::{Change, apply_change};
     let (no, _) = app.paying_order("HOSTILE-CLOSED", 300).await;
-    let closed = no.clone();
+    let (closed, outbox) = (no.clone(), app.outbox.clone());
     cat.db
         .write(move |c| {
-            apply_change(c, &closed, Change::Closed, wechat_checkout::domain::TimelineSource::Close, json!({}))
+            let source = wechat_checkout::domain::TimelineSource::Close;
+            apply_change(c, &closed, Change::Closed, source, json!({}), &outbox)
         })
         .await
         .unwrap();
@@ -493,7 +494,7 @@ async fn path_cases(app: &TestApp, fx: &Fixtures, cat: &mut Catalogue) {
     let bearer = format!("Bearer {API_TOKEN}");
     let order_page = (404, "<title>订单不存在");
     let not_found_json = json!({ "error": "order not found" });
-    let api_not_found = json!({ "error": { "code": "not_found", "message": "order not found", "field": null } });
+    let api_not_found = json!({ "error": { "code": "not_found", "message": "order not found" } });
     for (what, id) in ids {
         let targets: [(String, Pairs, Expect); 4] = [
             (format!("/pay/{id}"), vec![], Expect::Page(order_page.0, order_page.1)),
@@ -576,7 +577,9 @@ fn invalid(field: &str) -> Expect {
 fn unauthorized() -> Expect {
     Expect::Json(
         401,
-        json!({ "error": { "code": "unauthorized", "message": "authentication required", "field": null } }),
+        json!({ "error": {
+            "code": "unauthorized", "message": "a valid bearer token is required (Authorization: Bearer <token>)"
+        } }),
     )
 }
 
@@ -621,8 +624,10 @@ async fn api_cases(app: &TestApp, fx: &Fixtures, cat: &mut Catalogue) {
             "a 70 KiB body",
             with(19, "description", json!("长".repeat(24 * 1024))),
             Expect::Json(
-                422,
-                json!({ "error": { "code": "invalid", "field": "body", "message": "body: larger than 64 KiB" } }),
+                413,
+                json!({ "error": {
+                    "code": "payload_too_large", "field": "body", "message": "the body is larger than 64 KiB"
+                } }),
             ),
         ),
     ];

@@ -180,12 +180,12 @@ async fn a_payment_after_close_is_recorded_and_flagged() {
         let (no, _) = app.paying_order("N-LATE-1", 300).await;
         // Close it locally the way the expirer will: through the shared transition.
         let database = app.db_handle();
-        let closed_no = no.clone();
+        let (closed_no, outbox) = (no.clone(), app.outbox.clone());
         database
             .write(move |c| {
                 use wechat_checkout::payments::apply::{Change, apply_change};
                 let source = wechat_checkout::domain::TimelineSource::Close;
-                apply_change(c, &closed_no, Change::Closed, source, serde_json::json!({}))
+                apply_change(c, &closed_no, Change::Closed, source, serde_json::json!({}), &outbox)
             })
             .await
             .unwrap();

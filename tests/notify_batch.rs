@@ -58,7 +58,7 @@ async fn a_batch_decides_and_writes_each_case_as_one_by_one_would() {
         db.write_blocking(|c| {
             confirm_payment(c, &before, &paid_before, &outbox)?;
             confirm_payment(c, &other_tx, &other_before, &outbox)?;
-            apply_change(c, &closed, Change::Closed, TimelineSource::Close, serde_json::json!({}))
+            apply_change(c, &closed, Change::Closed, TimelineSource::Close, serde_json::json!({}), &outbox)
         })
         .unwrap();
 

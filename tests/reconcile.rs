@@ -150,6 +150,7 @@ fn plant_local_payment(db: &Db, no: &str, fen: i64, paid_at: NaiveDateTime) {
             updated_at: now,
             expires_at: now + chrono::Duration::hours(2),
             webhook_url: None,
+            return_url: None,
         },
     )
     .unwrap();

@@ -3,12 +3,14 @@
 //!
 //! `raw` reads the settings as given, `secret` holds secrets, and validation goes step by step:
 //! the merchant credentials and simulator mode (`wechat`), the URL rules (`urls`), the
-//! checkout's own limits (here), the background jobs (`jobs`), the trusted proxies (`proxy`).
+//! checkout's own limits (here), the background jobs (`jobs`), the trusted proxies (`proxy`), the
+//! hosts shoppers may be sent back to (`return_hosts`).
 
 mod jobs;
 mod operations;
 mod proxy;
 mod raw;
+mod return_hosts;
 mod secret;
 mod urls;
 mod wechat;
@@ -22,8 +24,11 @@ pub use jobs::{JobsSettings, Retention};
 pub use operations::{AlertFormat, AlertSettings, OperationsSettings};
 pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};
+pub use return_hosts::ReturnUrlHosts;
 pub use secret::{DatabaseUrl, Secret};
-pub use urls::{MAX_WEBHOOK_URL_BYTES, webhook_host_refusal, webhook_url_problem};
+pub use urls::{
+    MAX_WEBHOOK_URL_BYTES, RETURN_URL_PARAMS, return_url_problem, webhook_host_refusal, webhook_url_problem,
+};
 pub use wechat::WechatSettings;
 
 use crate::wxpay::Fen;
@@ -64,6 +69,8 @@ pub struct AppConfig {
     pub proxy: ProxySettings,
     /// Metrics access and alerts.
     pub operations: OperationsSettings,
+    /// The hosts an order's `return_url` may name (`RETURN_URL_HOSTS`; empty: any).
+    pub return_url_hosts: ReturnUrlHosts,
 }
 
 impl AppConfig {
@@ -87,6 +94,7 @@ impl AppConfig {
         let jobs = JobsSettings::from_raw(&raw)?;
         let proxy = ProxySettings::from_raw(&raw)?;
         let operations = OperationsSettings::from_raw(&raw)?;
+        let return_url_hosts = ReturnUrlHosts::from_raw(&raw)?;
         Ok(AppConfig {
             database_url: raw.database_url,
             public_base_url,
@@ -102,6 +110,7 @@ impl AppConfig {
             jobs,
             proxy,
             operations,
+            return_url_hosts,
         })
     }
 

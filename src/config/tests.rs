@@ -46,6 +46,31 @@ fn webhook_url_follows_the_same_rule_as_an_orders_own() {
 }
 
 #[test]
+fn return_urls_take_the_webhook_form_and_leave_the_appended_parameters_free() {
+    for ok in ["https://shop.example/done", "http://127.0.0.1:9000/back?from=wechat&q=a%20b", "https://shop.example/?"]
+    {
+        assert_eq!(return_url_problem(ok), None, "{ok}");
+    }
+    for (bad, says) in [
+        ("shop.example/done", "absolute"),
+        ("javascript:alert(1)", "absolute"),
+        ("https://u:p@shop.example/", "user name"),
+        ("https://shop.example/#top", "fragment"),
+        ("https://shop.example/a b", "spaces"),
+        ("https://shop.example/?out_trade_no=1", "out_trade_no"),
+        ("https://shop.example/?a=1&merchant_order_id=2", "merchant_order_id"),
+    ] {
+        let problem = return_url_problem(bad).unwrap_or_default();
+        assert!(problem.contains(says), "{bad}: {problem}");
+    }
+    assert!(return_url_problem(&format!("https://shop.example/{}", "p".repeat(500))).unwrap().contains("512"));
+    // RETURN_URL_HOSTS is checked at start-up, naming itself.
+    let hosts = |v: &str| RawSettings { return_url_hosts: Some(v.into()), ..RawSettings::default() };
+    assert!(problem(hosts("https://shop.example")).starts_with("RETURN_URL_HOSTS: "));
+    assert!(AppConfig::validate(hosts("shop.example, *.shop.example")).unwrap().return_url_hosts.is_restricted());
+}
+
+#[test]
 fn each_missing_or_malformed_credential_is_named() {
     for (var, mutate) in [
         ("WECHAT_APPID", (|r: &mut RawSettings| r.wechat_appid = None) as fn(&mut RawSettings)),

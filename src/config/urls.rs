@@ -1,6 +1,7 @@
-//! The URL rules: base URLs (ours and WeChat's hosts), and webhook URLs, which the global
+//! The URL rules: base URLs (ours and WeChat's hosts), webhook URLs, which the global
 //! `WEBHOOK_URL` and an order's own `webhook_url` share: their form, and their host as written
-//! against the address rule (`domain::address`).
+//! against the address rule (`domain::address`), and an order's `return_url` (the same form; its
+//! host against `RETURN_URL_HOSTS`, in `return_hosts`).
 
 use super::{ConfigError, invalid};
 use crate::domain::address::{AddressPolicy, Refusal};
@@ -44,6 +45,22 @@ pub fn webhook_url_problem(url: &str) -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!("must be an absolute http:// or https:// URL ({e})")),
     }
+}
+
+/// The query parameters the shopper is sent back to a `return_url` with (`Order::return_link`).
+pub const RETURN_URL_PARAMS: [&str; 2] = ["out_trade_no", "merchant_order_id"];
+
+/// What is wrong with an order's `return_url`, if anything: the form of a webhook URL
+/// ([`webhook_url_problem`]: absolute http(s), no credentials or fragment, at most 512 bytes, no
+/// spaces or control characters), and none of [`RETURN_URL_PARAMS`] in its query already, since
+/// they are appended to it. Its host is judged apart (`ReturnUrlHosts`).
+pub fn return_url_problem(url: &str) -> Option<String> {
+    if let Some(problem) = webhook_url_problem(url) {
+        return Some(problem);
+    }
+    let parsed = url::Url::parse(url).ok()?;
+    let taken = parsed.query_pairs().find(|(name, _)| RETURN_URL_PARAMS.contains(&name.as_ref()));
+    taken.map(|(name, _)| format!("must not have {name} in its query: it is appended when the shopper is sent back"))
 }
 
 /// The refusal of a well-formed webhook URL's host as written, before any lookup: an IP literal

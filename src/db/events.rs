@@ -111,6 +111,17 @@ pub fn insert_many(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> DbResult<
     Ok(())
 }
 
+/// The id of the order's newest entry of `kind`, if any. Called in the transaction that just
+/// wrote one, it is that entry's: a state change's entry is written under the order's guarded
+/// UPDATE, so no other writer can add a later one of the same change before this one commits.
+pub fn latest_id(conn: &mut AnyConnection, out_trade_no: &str, kind: TimelineKind) -> DbResult<Option<i64>> {
+    Ok(order_events::table
+        .filter(order_events::out_trade_no.eq(out_trade_no))
+        .filter(order_events::kind.eq(kind.as_str()))
+        .select(diesel::dsl::max(order_events::id))
+        .first(conn)?)
+}
+
 pub fn for_order(conn: &mut AnyConnection, out_trade_no: &str) -> DbResult<Vec<TimelineEntry>> {
     Ok(order_events::table
         .filter(order_events::out_trade_no.eq(out_trade_no))

@@ -35,6 +35,7 @@ pub(super) struct OrderRow {
     last_queried_at: Option<NaiveDateTime>,
     refund_reserved_fen: i64,
     webhook_url: Option<String>,
+    return_url: Option<String>,
 }
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
@@ -74,6 +75,7 @@ impl TryFrom<OrderRow> for Order {
             last_queried_at: r.last_queried_at.map(utc),
             refund_reserved: Fen::new(r.refund_reserved_fen),
             webhook_url: r.webhook_url,
+            return_url: r.return_url,
         })
     }
 }
@@ -92,6 +94,7 @@ pub struct NewOrder {
     pub updated_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub webhook_url: Option<String>,
+    pub return_url: Option<String>,
 }
 
 /// Columns a guarded update may set; `None` leaves a column as it is.

@@ -29,6 +29,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_until -> Nullable<Timestamp>,
         webhook_url -> Nullable<Text>,
+        return_url -> Nullable<Text>,
     }
 }
 

@@ -12,6 +12,12 @@ string_enum! {
         OrderPaid = "order.paid",
         /// One refund of the order succeeded.
         OrderRefunded = "order.refunded",
+        /// The order became CLOSED (closed here, at WeChat, or reported closed by WeChat).
+        OrderClosed = "order.closed",
+        /// The order became PAYERROR (WeChat reports the payment failed; the shopper may retry).
+        OrderPaymentFailed = "order.payment_failed",
+        /// One refund of the order ended without paying the shopper (FAILED or CLOSED).
+        RefundFailed = "refund.failed",
     }
 }
 

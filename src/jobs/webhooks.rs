@@ -1,6 +1,6 @@
 //! Merchant webhook delivery. Events are written by the use cases in the transaction of the
-//! change they announce (`payments::outbox`: `order.paid`, `order.refunded`); this job delivers
-//! them, and nothing else.
+//! change they announce (`payments::outbox`: `order.paid`, `order.refunded`, `order.closed`,
+//! `order.payment_failed`, `refund.failed`); this job delivers them, and nothing else.
 //!
 //! **Delivery.** Due events (PENDING, `next_attempt_at` ≤ now) are claimed one by one, right
 //! before their attempt, with the row lease of `jobs` (one guarded UPDATE; a lease outlives the
@@ -14,9 +14,9 @@
 //!
 //! **The request.** `POST <url>` with `Content-Type: application/json`, `X-Wechat-Checkout-Event:
 //! <type>`, `X-Wechat-Checkout-Event-Id` and `Idempotency-Key: <id>`, and the signature header
-//! of [`super::signature`] over the exact body `{"id","type","created_at","data"}`
+//! of [`super::signature`] over the exact body `{"id","type","created_at","simulated","data"}`
 //! (`WebhookEvent::body`), where `data` is the order as the API shows it (plus `refund` for
-//! `order.refunded`). The URL is fixed when the event is created. Redirects are not followed: a
+//! `order.refunded` and `refund.failed`). The URL is fixed when the event is created. Redirects are not followed: a
 //! 3xx counts as a failed attempt.
 //!
 //! **Addresses.** Only the addresses `WEBHOOK_ALLOW_PRIVATE` allows (`domain::address`) are

@@ -1,6 +1,7 @@
 //! The single write path for order state. An event goes through `domain::transition` and, when it
 //! changes something, through the guarded UPDATE of `db::orders`, with its timeline entry, any
-//! exception, and the webhook it announces (the outbox) written in the same transaction.
+//! exception, and the webhook it announces (the outbox: `order.paid`, `order.closed`,
+//! `order.payment_failed`) written in the same transaction, so no caller can forget one.
 //! Notifies, queries, closes and the reconciler all land here; nothing else marks an order paid.
 //!
 //! A payment enters only through [`confirm_payment`], whose event carries the payment's facts (the
@@ -50,12 +51,14 @@ pub enum Change {
 }
 
 /// Applies a non-payment change inside the caller's transaction; `detail` goes to the timeline.
+/// A move to CLOSED or PAYERROR is announced through `outbox` in the same transaction.
 pub fn apply_change(
     conn: &mut AnyConnection,
     out_trade_no: &str,
     change: Change,
     source: TimelineSource,
     detail: Value,
+    outbox: &WebhookOutbox,
 ) -> DbResult<Applied> {
     let (event, extra) = match change {
         Change::PrepayIssued { openid, client_ip, prepay_id, issued_at, first_query_at } => {
@@ -73,7 +76,15 @@ pub fn apply_change(
         Change::Closed => (Event::Closed, OrderChanges::default()),
         Change::PaymentFailed => (Event::PaymentFailed, OrderChanges::default()),
     };
-    apply_event(conn, out_trade_no, &event, extra, source, &detail)
+    let applied = apply_event(conn, out_trade_no, &event, extra, source, &detail)?;
+    if let Applied::Changed { order, transition } = &applied {
+        match transition.to {
+            OrderState::Closed => outbox.order_closed(conn, order)?,
+            OrderState::PayError => outbox.order_payment_failed(conn, order)?,
+            OrderState::Created | OrderState::Paying | OrderState::Paid => {}
+        }
+    }
+    Ok(applied)
 }
 
 /// Columns an event sets besides `state`.

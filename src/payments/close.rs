@@ -118,12 +118,12 @@ impl Payments {
         mut detail: Value,
         actor: Option<Actor>,
     ) -> Result<CloseOutcome, AppError> {
-        let no = out_trade_no.to_owned();
+        let (no, outbox) = (out_trade_no.to_owned(), self.outbox.clone());
         detail["by"] = json!(actor.as_ref().map(|a| a.username.clone()));
         let applied = self
             .db
             .write(move |c| -> DbResult<Applied> {
-                let applied = apply_change(c, &no, Change::Closed, TimelineSource::Close, detail.clone())?;
+                let applied = apply_change(c, &no, Change::Closed, TimelineSource::Close, detail.clone(), &outbox)?;
                 if let Some(actor) = &actor {
                     let result = match &applied {
                         Applied::Changed { .. } => "closed",

@@ -2,12 +2,13 @@
 //!
 //! The JSON API's body is [`ApiCreateOrder`]: the order itself ([`CreateOrder`], which in-process
 //! callers such as the demo shop build directly) plus an optional `webhook_url`, where this
-//! order's webhooks go instead of the global `WEBHOOK_URL`.
+//! order's webhooks go instead of the global `WEBHOOK_URL`. An order may also name a
+//! `return_url`, where the shopper is sent back to after the checkout.
 
 use serde::Deserialize;
 
 use super::{Payments, webhook_address};
-use crate::config::webhook_url_problem;
+use crate::config::{return_url_problem, webhook_url_problem};
 use crate::db::orders::{self, NewOrder};
 use crate::db::{audit, events};
 use crate::domain::{Actor, AuditAction, Fen, Order, OrderState, TimelineKind, TimelineSource, ids};
@@ -24,30 +25,58 @@ pub struct CreateOrder {
     pub attach: Option<String>,
     #[serde(default)]
     pub expires_in_seconds: Option<i64>,
+    /// Where the shopper is sent back to after the checkout (an empty string counts as none).
+    #[serde(default)]
+    pub return_url: Option<String>,
 }
 
 /// The JSON API's request body: an order and, optionally, its own webhook URL. `CreateOrder`'s
 /// fields are repeated rather than flattened because serde cannot deny unknown fields through
 /// `#[serde(flatten)]`, and a misspelt field must be refused.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    description = "An order to create. The same merchant_order_id with the same fields returns the same order.",
+    example = json!({"amount_fen": 1990, "description": "演示商店-龙井茶", "merchant_order_id": "A-1001"})
+)]
 pub struct ApiCreateOrder {
+    /// The amount in fen (1 yuan = 100 fen), at most `MAX_ORDER_FEN`.
     pub amount_fen: i64,
+    /// What the shopper sees in WeChat, at most 128 bytes.
     pub description: String,
+    /// Your own order id (1 to 64 of `A-Z a-z 0-9 _ - | * @`), unique: the creation's idempotency.
     pub merchant_order_id: String,
+    /// Your data, given back in the order and webhooks, at most 127 bytes.
     #[serde(default)]
     pub attach: Option<String>,
+    /// How long the shopper may pay, 120 to 604800 seconds (default `ORDER_EXPIRES_IN`).
     #[serde(default)]
     pub expires_in_seconds: Option<i64>,
+    /// Where this order's webhooks go instead of `WEBHOOK_URL` (needs `WEBHOOK_SECRET`).
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// Where the shopper is sent back to after the checkout, with `out_trade_no` and
+    /// `merchant_order_id` appended: absolute http(s), at most 512 bytes, a host of
+    /// `RETURN_URL_HOSTS` when set. Never proof of payment.
+    #[serde(default)]
+    pub return_url: Option<String>,
 }
 
 impl ApiCreateOrder {
     pub fn into_parts(self) -> (CreateOrder, Option<String>) {
-        let ApiCreateOrder { amount_fen, description, merchant_order_id, attach, expires_in_seconds, webhook_url } =
-            self;
-        (CreateOrder { amount_fen, description, merchant_order_id, attach, expires_in_seconds }, webhook_url)
+        let ApiCreateOrder {
+            amount_fen,
+            description,
+            merchant_order_id,
+            attach,
+            expires_in_seconds,
+            webhook_url,
+            return_url,
+        } = self;
+        (
+            CreateOrder { amount_fen, description, merchant_order_id, attach, expires_in_seconds, return_url },
+            webhook_url,
+        )
     }
 }
 
@@ -73,6 +102,7 @@ impl Payments {
     ) -> Result<Created, AppError> {
         let expires_in = self.validate(&req)?;
         let webhook_url = self.validate_webhook_url(webhook_url).await?;
+        let return_url = self.validate_return_url(req.return_url.clone())?;
         let now = crate::db::now();
         let new = NewOrder {
             out_trade_no: ids::new_out_trade_no(now.and_utc()),
@@ -86,6 +116,7 @@ impl Payments {
             updated_at: now,
             expires_at: now + chrono::Duration::seconds(expires_in),
             webhook_url: webhook_url.clone(),
+            return_url: return_url.clone(),
         };
         // Creations are short and independent: on SQLite they share commits (group commit).
         let inserted = self
@@ -111,17 +142,18 @@ impl Payments {
                 Ok(Created::New(order))
             }
             Ok(None) => Err(AppError::Internal("the order vanished after insert".into())),
-            Err(e) if e.is_unique_violation() => self.existing(req, expires_in, webhook_url).await,
+            Err(e) if e.is_unique_violation() => self.existing(req, expires_in, (webhook_url, return_url)).await,
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The same `merchant_order_id` again: the same order if the request matches, else 409.
+    /// The same `merchant_order_id` again: the same order if the request matches (its validated
+    /// webhook and return URLs included), else 409.
     async fn existing(
         &self,
         req: CreateOrder,
         expires_in: i64,
-        webhook_url: Option<String>,
+        (webhook_url, return_url): (Option<String>, Option<String>),
     ) -> Result<Created, AppError> {
         let id = req.merchant_order_id.clone();
         let order = self
@@ -136,6 +168,7 @@ impl Payments {
             && order.attach == req.attach.filter(|a| !a.is_empty())
             && same_expiry
             && order.webhook_url == webhook_url
+            && order.return_url == return_url
         {
             Ok(Created::Existing(order))
         } else {
@@ -183,6 +216,21 @@ impl Payments {
             return Err(AppError::invalid("expires_in_seconds", "must be between 120 and 604800"));
         }
         Ok(expires_in)
+    }
+
+    /// Where the shopper is sent back to: the form of [`return_url_problem`], and a host of
+    /// `RETURN_URL_HOSTS` when that is set. Taken as written (the checkout appends to it).
+    fn validate_return_url(&self, url: Option<String>) -> Result<Option<String>, AppError> {
+        let Some(url) = url.filter(|u| !u.is_empty()) else { return Ok(None) };
+        let field = "return_url";
+        if let Some(problem) = return_url_problem(&url) {
+            return Err(AppError::invalid(field, problem));
+        }
+        let hosts = &self.config.return_url_hosts;
+        if !hosts.allows(&url) {
+            return Err(AppError::invalid(field, format!("its host must be one of RETURN_URL_HOSTS ({hosts})")));
+        }
+        Ok(Some(url))
     }
 
     /// An order's own webhook URL: one `WEBHOOK_URL` could be ([`webhook_url_problem`]), and only

@@ -30,6 +30,7 @@ pub fn order_json(order: &Order, config: &AppConfig) -> Value {
         "expires_at": time(order.expires_at),
         "closed_at": order.closed_at.map(time),
         "webhook_url": order.webhook_url,
+        "return_url": order.return_url,
         // Stripe's `livemode`, inverted: a merchant's system can refuse to ship on a simulated payment.
         "simulated": config.simulator,
     })
@@ -63,5 +64,12 @@ pub fn refunded_json(order: &Order, refund: &Refund, config: &AppConfig) -> Valu
         "amount_fen": refund.amount.get(),
         "succeeded_at": time(succeeded_at),
     });
+    data
+}
+
+/// The order with one of its refunds as the API shows it, as a `refund.failed` webhook carries it.
+pub fn order_with_refund_json(order: &Order, refund: &Refund, config: &AppConfig) -> Value {
+    let mut data = order_json(order, config);
+    data["refund"] = refund_json(refund, config);
     data
 }

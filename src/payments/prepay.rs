@@ -66,9 +66,9 @@ impl Payments {
                     issued_at,
                     first_query_at: issued_at + first_query,
                 };
-                let detail = json!({ "prepay_id": reply.prepay_id });
-                let applied =
-                    self.db.write(move |c| apply_change(c, &no, change, TimelineSource::Checkout, detail)).await?;
+                let (detail, outbox) = (json!({ "prepay_id": reply.prepay_id }), self.outbox.clone());
+                let source = TimelineSource::Checkout;
+                let applied = self.db.write(move |c| apply_change(c, &no, change, source, detail, &outbox)).await?;
                 match applied {
                     Applied::Changed { .. } => {
                         tracing::info!(out_trade_no, "prepay issued");
@@ -92,11 +92,10 @@ impl Payments {
                 Ok(settled(order))
             }
             Some((_, ErrCode::ORDERCLOSED)) => {
+                let (detail, outbox) = (json!({"reason": "ORDERCLOSED"}), self.outbox.clone());
                 let applied = self
                     .db
-                    .write(move |c| {
-                        apply_change(c, &no, Change::Closed, TimelineSource::Checkout, json!({"reason": "ORDERCLOSED"}))
-                    })
+                    .write(move |c| apply_change(c, &no, Change::Closed, TimelineSource::Checkout, detail, &outbox))
                     .await?;
                 match applied {
                     Applied::Changed { order, .. }

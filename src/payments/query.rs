@@ -185,7 +185,7 @@ fn apply_reply(
         return Ok(());
     }
     if let Some(change) = change_for(state) {
-        apply_change(c, no, change, TimelineSource::Query, json!({ "trade_state": state.as_str() }))?;
+        apply_change(c, no, change, TimelineSource::Query, json!({ "trade_state": state.as_str() }), outbox)?;
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ impl Assets {
 /// name, content type, content.
 const FILES: &[(&str, &str, &str)] = &[
     ("js/pay.js", "text/javascript; charset=utf-8", include_str!("../../static/js/pay.js")),
+    ("js/return.js", "text/javascript; charset=utf-8", include_str!("../../static/js/return.js")),
     ("css/app.css", "text/css; charset=utf-8", include_str!("../../static/css/app.css")),
     ("css/admin.css", "text/css; charset=utf-8", include_str!("../../static/css/admin.css")),
     // Pico CSS 2.1.1 (MIT, see static/vendor/pico-LICENSE.md), vendored: no build step, no CDN.

@@ -28,6 +28,8 @@ const OPENID_COOKIE: &str = "wx_openid";
 const NONCE_COOKIE: &str = "wx_oauth_nonce";
 /// What another shopper is told when the first one holds the order.
 const TAKEN: &str = "此订单已由其他微信用户发起支付";
+/// How long the paid page counts down before sending the shopper back to the merchant.
+const AUTO_RETURN_SECONDS: u32 = 3;
 
 pub fn routes() -> Vec<rocket::Route> {
     routes![get_checkout, get_oauth_callback, post_jsapi, get_status]
@@ -40,6 +42,10 @@ struct PayPage<'a> {
     order: &'a Order,
     amount: String,
     bridge_script: Option<String>,
+    /// The way back to the merchant, offered once a payment has failed.
+    return_link: Option<String>,
+    /// The order's last payment failed (PAYERROR): the way back is offered from the start.
+    failed: bool,
     version: crate::web::assets::Assets,
 }
 
@@ -61,6 +67,10 @@ struct DonePage<'a> {
     order: &'a Order,
     amount: String,
     paid: bool,
+    /// The way back to the merchant; the paid page takes it by itself after
+    /// [`AUTO_RETURN_SECONDS`], the closed page only offers it.
+    return_link: Option<String>,
+    auto_return_seconds: u32,
     version: crate::web::assets::Assets,
 }
 
@@ -102,7 +112,17 @@ async fn get_checkout(
     let expired = order.is_expired(Utc::now());
     if matches!(order.state, OrderState::Paid | OrderState::Closed) || expired {
         let paid = order.state == OrderState::Paid;
-        return page(&DonePage { merchant, order: &order, amount, paid, version: VERSION });
+        let return_link = order.return_link();
+        let auto_return_seconds = AUTO_RETURN_SECONDS;
+        return page(&DonePage {
+            merchant,
+            order: &order,
+            amount,
+            paid,
+            return_link,
+            auto_return_seconds,
+            version: VERSION,
+        });
     }
     if !config.simulator && !in_wechat.0 {
         let link = config.checkout_url(&order.out_trade_no);
@@ -126,7 +146,8 @@ async fn get_checkout(
         return Ok(Either::Left((Status::Conflict, taken)));
     }
     let bridge_script = config.simulator.then(|| "/simulator/bridge.js".to_owned());
-    page(&PayPage { merchant, order: &order, amount, bridge_script, version: VERSION })
+    let (return_link, failed) = (order.return_link(), order.state == OrderState::PayError);
+    page(&PayPage { merchant, order: &order, amount, bridge_script, return_link, failed, version: VERSION })
 }
 
 #[get("/pay/oauth/callback?<code>&<state>")]

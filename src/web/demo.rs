@@ -86,6 +86,8 @@ async fn post_order(
             merchant_order_id: format!("DEMO-{}", random_alphanumeric(20)),
             attach: Some(product.id.to_owned()),
             expires_in_seconds: Some(30 * 60),
+            // The demo's paid page stays put (no shop to go back to but this one).
+            return_url: None,
         })
         .await?;
     let order = match created {

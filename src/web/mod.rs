@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod api_docs;
 pub mod assets;
 pub mod checkout;
 pub mod client;
@@ -32,6 +33,7 @@ pub fn mount(rocket: Rocket<Build>, simulator: bool) -> Rocket<Build> {
         ("/", checkout::routes()),
         ("/", assets::routes()),
         ("/api/v1", api::routes()),
+        ("/", api_docs::routes()),
         ("/", admin::routes()),
     ];
     if simulator {

@@ -43,6 +43,9 @@
     payButton.hidden = true;
     retryButton.hidden = false;
     retryButton.disabled = false;
+    // The way back to the merchant (when the order names one), never taken by itself here.
+    var back = document.getElementById('back');
+    if (back) { back.hidden = false; }
   }
 
   function settle() {

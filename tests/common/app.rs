@@ -12,6 +12,7 @@ use wechat_checkout::config::AppConfig;
 use wechat_checkout::db::{Db, notify_log, orders};
 use wechat_checkout::jobs::JobContext;
 use wechat_checkout::payments::Payments;
+use wechat_checkout::payments::outbox::WebhookOutbox;
 use wechat_checkout::wxpay::{GatewayConfig, HttpPayGateway, Merchant, PayGateway};
 
 pub const API_TOKEN: &str = "test-token-0123456789abcdefghij";
@@ -68,6 +69,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// The running app's own database handle, for its write counter.
     pub app_db: Db,
+    /// The running app's own webhook outbox, for changes applied behind its back.
+    pub outbox: WebhookOutbox,
     pub http: reqwest::Client,
     shutdown: rocket::Shutdown,
     _dir: Option<tempfile::TempDir>,
@@ -118,13 +121,14 @@ impl TestApp {
         let figment = tweak(test_figment(port, &db.url()));
         let rocket = app::build_rocket_from(figment).expect("app builds").ignite().await.expect("app ignites");
         let shutdown = rocket.shutdown();
-        let app_db = rocket.state::<Payments>().expect("the app manages Payments").db.clone();
+        let payments = rocket.state::<Payments>().expect("the app manages Payments");
+        let (app_db, outbox) = (payments.db.clone(), payments.outbox.clone());
         tokio::spawn(rocket.launch());
         let base_url = format!("http://127.0.0.1:{port}");
         let http = browser();
         for _ in 0..200 {
             if http.get(format!("{base_url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return TestApp { base_url, db, app_db, http, shutdown, _dir: dir };
+                return TestApp { base_url, db, app_db, outbox, http, shutdown, _dir: dir };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -151,6 +155,13 @@ impl TestApp {
             .unwrap();
         assert_eq!(res.status(), 201, "create order: {}", res.text().await.unwrap_or_default());
         res.json().await.unwrap()
+    }
+
+    /// POSTs any order request to the merchant API: its status and JSON answer (a refusal too).
+    pub async fn post_order(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let res = self.http.post(self.url("/api/v1/orders")).bearer_auth(API_TOKEN).json(body).send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn order(&self, out_trade_no: &str) -> serde_json::Value {

@@ -49,6 +49,8 @@ pub struct Order {
     pub refund_reserved: Fen,
     /// Where this order's webhooks go instead of the global `WEBHOOK_URL`.
     pub webhook_url: Option<String>,
+    /// Where the shopper goes back to after the checkout (see [`Order::return_link`]).
+    pub return_url: Option<String>,
 }
 
 /// What closing an order would take now.
@@ -107,6 +109,17 @@ impl Order {
         self.openid.as_deref().is_some_and(|bound| bound != openid)
     }
 
+    /// Where the shopper is sent back to, if the merchant gave a `return_url`: it, with
+    /// `out_trade_no` and `merchant_order_id` appended to its query (form-encoded; the query it
+    /// has is kept as written). Says nothing about payment: anyone can open it.
+    pub fn return_link(&self) -> Option<String> {
+        let mut url = url::Url::parse(self.return_url.as_deref()?).ok()?;
+        url.query_pairs_mut()
+            .append_pair("out_trade_no", &self.out_trade_no)
+            .append_pair("merchant_order_id", &self.merchant_order_id);
+        Some(url.into())
+    }
+
     /// The prepay the shopper may be handed again at `now`, if it is young enough.
     pub fn reusable_prepay(&self, now: DateTime<Utc>) -> Option<&str> {
         match (&self.prepay_id, self.prepay_created_at) {
@@ -146,6 +159,7 @@ pub(crate) mod fixture {
             last_queried_at: None,
             refund_reserved: Fen::ZERO,
             webhook_url: None,
+            return_url: None,
         }
     }
 }
@@ -201,5 +215,27 @@ mod tests {
         assert!(!o.taken_by_another("oA"), "nobody holds a fresh order");
         o.openid = Some("oA".into());
         assert!(!o.taken_by_another("oA") && o.taken_by_another("oB"));
+    }
+
+    #[test]
+    fn the_return_link_appends_the_order_to_the_query_it_has() {
+        let mut o = order(OrderState::Paid, Utc::now());
+        assert_eq!(o.return_link(), None);
+        o.merchant_order_id = "A|1 @x*".into();
+        o.return_url = Some("https://shop.example/done".into());
+        assert_eq!(
+            o.return_link().unwrap(),
+            "https://shop.example/done?out_trade_no=WC1&merchant_order_id=A%7C1+%40x*"
+        );
+        o.return_url = Some("https://shop.example/r?from=wx&q=a%20b".into());
+        assert_eq!(
+            o.return_link().unwrap(),
+            "https://shop.example/r?from=wx&q=a%20b&out_trade_no=WC1&merchant_order_id=A%7C1+%40x*"
+        );
+        o.return_url = Some("http://shop.example:8080/?".into());
+        assert_eq!(
+            o.return_link().unwrap(),
+            "http://shop.example:8080/?out_trade_no=WC1&merchant_order_id=A%7C1+%40x*"
+        );
     }
 }

@@ -197,10 +197,10 @@ impl Payments {
             Err(e) if is_definitive(&e) => {
                 tracing::warn!(out_refund_no = %no, error = %e, "refund refused");
                 let error = describe_wechat(&e);
-                let (n, err) = (no.clone(), error.clone());
+                let (n, err, outbox) = (no.clone(), error.clone(), self.outbox.clone());
                 self.db
                     .write(move |c| -> DbResult<_> {
-                        outcome::refuse(c, &n, &err)?;
+                        outcome::refuse(c, &n, &err, &outbox)?;
                         refunds::find(c, &n)
                     })
                     .await

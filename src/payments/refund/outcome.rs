@@ -1,8 +1,8 @@
 //! Applying a refund's outcome, whoever reports it (WeChat's reply to the request, refundquery,
 //! the refund notify, a definitive refusal): the domain's refund transition decides, a guarded
 //! UPDATE on the refund's state applies it, and the order's amounts, the timeline entry, any
-//! exception and the `order.refunded` webhook are written in the same transaction. Repeats are
-//! no-ops.
+//! exception and the webhook (`order.refunded` on SUCCESS, `refund.failed` on FAILED or CLOSED)
+//! are written in the same transaction. Repeats are no-ops.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -130,19 +130,21 @@ fn apply_effect(
             }
             Ok(())
         }
-        ReservationEffect::Release => release(c, refund),
+        ReservationEffect::Release => release(c, refund, outbox),
         ReservationEffect::KeepAndRaise => raise_change(c, refund, outcome),
         ReservationEffect::Keep => Ok(()),
     }
 }
 
-/// A definitive refusal of our request: PENDING → FAILED and the reservation released, once.
-pub(super) fn refuse(c: &mut AnyConnection, out_refund_no: &str, error: &str) -> DbResult<()> {
+/// A definitive refusal of our request: PENDING → FAILED, the reservation released and
+/// `refund.failed` written, once.
+pub(super) fn refuse(c: &mut AnyConnection, out_refund_no: &str, error: &str, outbox: &WebhookOutbox) -> DbResult<()> {
     let Some(refund) = refunds::find(c, out_refund_no)? else { return Ok(()) };
     let Ok(t) = transition(refund.state, RefundEvent::SendRefused) else { return Ok(()) };
     let changes = RefundChanges { last_error: Some(Some(error.to_owned())), ..RefundChanges::default() };
     if refunds::update_if_state(c, out_refund_no, &[t.from], t.to, &changes)? {
-        release(c, &refund)?;
+        let refund_now = refunds::find(c, out_refund_no)?.expect("the refund we just updated exists");
+        release(c, &refund_now, outbox)?;
         let detail = json!({ "out_refund_no": out_refund_no, "amount_fen": refund.amount.get(), "error": error });
         let source = TimelineSource::Refund;
         events::insert(c, &refund.out_trade_no, TimelineKind::RefundFailed, source, (None, None), &detail)?;
@@ -150,12 +152,20 @@ pub(super) fn refuse(c: &mut AnyConnection, out_refund_no: &str, error: &str) ->
     Ok(())
 }
 
-fn release(c: &mut AnyConnection, refund: &Refund) -> DbResult<()> {
+/// Nothing was paid (FAILED or CLOSED): gives the reservation back and announces
+/// `refund.failed`. `refund` is read after its change.
+fn release(c: &mut AnyConnection, refund: &Refund, outbox: &WebhookOutbox) -> DbResult<()> {
     if !orders::release_refund(c, &refund.out_trade_no, refund.amount.get())? {
         return Err(DbError::Corrupt(format!(
             "order {} reserves less than refund {} releases",
             refund.out_trade_no, refund.out_refund_no
         )));
+    }
+    // The order is read again (its reservation released) only when there is an event to write.
+    if outbox.is_on()
+        && let Some(order) = orders::find(c, &refund.out_trade_no)?
+    {
+        outbox.refund_failed(c, &order, refund)?;
     }
     Ok(())
 }

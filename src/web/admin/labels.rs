@@ -186,6 +186,9 @@ pub fn webhook_type_text(stored: &str) -> &'static str {
     match WebhookEventType::parse(stored) {
         Some(WebhookEventType::OrderPaid) => "订单已支付",
         Some(WebhookEventType::OrderRefunded) => "退款成功",
+        Some(WebhookEventType::OrderClosed) => "订单已关闭",
+        Some(WebhookEventType::OrderPaymentFailed) => "支付失败",
+        Some(WebhookEventType::RefundFailed) => "退款失败",
         None => "其他事件",
     }
 }

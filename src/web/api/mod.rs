@@ -5,8 +5,10 @@ mod auth;
 mod error;
 mod idempotency;
 mod list_query;
+pub mod openapi;
 mod orders;
 mod refunds;
+mod schema;
 
 use rocket::data::{Data, ToByteUnit};
 use rocket::http::Status;
@@ -24,6 +26,7 @@ const MAX_BODY_KIB: u64 = 64;
 pub fn routes() -> Vec<rocket::Route> {
     let mut routes = orders::routes();
     routes.extend(refunds::routes());
+    routes.extend(rocket::routes![openapi::openapi_json]);
     routes
 }
 

@@ -11,7 +11,7 @@ use rocket::{State, get, post, routes};
 use super::auth::ApiAuth;
 use super::error::{Answer, ApiError, ApiResult};
 use super::idempotency::{self, IdempotencyKey};
-use super::{list_query, parse_json, read_body};
+use super::{list_query, parse_json, read_body, schema};
 use crate::domain::ApiScope;
 use crate::error::AppError;
 use crate::payments::Payments;
@@ -23,8 +23,23 @@ pub fn routes() -> Vec<rocket::Route> {
     routes![post_order, get_order, list_orders, close_order]
 }
 
+/// Creates an order (idempotent by `merchant_order_id`).
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the stored answer (24 h)")),
+    request_body(content = crate::payments::create::ApiCreateOrder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = schema::Order),
+        (status = 200, description = "This merchant_order_id names this order already, with the same fields", body = schema::Order),
+        (status = 409, description = "This merchant_order_id names an order with other fields", body = schema::Error),
+        (status = 422, description = "An input is wrong (`field` names it)", body = schema::Error),
+    ))]
 #[post("/orders", data = "<body>")]
-async fn post_order(auth: ApiAuth, key: IdempotencyKey, body: Data<'_>, payments: &State<Payments>) -> ApiResult {
+pub(super) async fn post_order(
+    auth: ApiAuth,
+    key: IdempotencyKey,
+    body: Data<'_>,
+    payments: &State<Payments>,
+) -> ApiResult {
     auth.require(ApiScope::Write)?;
     let bytes = read_body(body).await?;
     let work = || async {
@@ -38,16 +53,41 @@ async fn post_order(auth: ApiAuth, key: IdempotencyKey, body: Data<'_>, payments
     Ok(idempotency::run(payments, &auth, &key, "POST /api/v1/orders", &bytes, work).await)
 }
 
+/// Reads an order.
+#[utoipa::path(get, path = "/api/v1/orders/{out_trade_no}", tag = "orders", security(("bearer" = [])),
+    params(("out_trade_no" = String, Path, description = "The order number")),
+    responses(
+        (status = 200, description = "The order", body = schema::Order),
+        (status = 404, description = "No such order", body = schema::Error),
+    ))]
 #[get("/orders/<out_trade_no>")]
-async fn get_order(auth: ApiAuth, out_trade_no: &str, payments: &State<Payments>) -> ApiResult {
+pub(super) async fn get_order(auth: ApiAuth, out_trade_no: &str, payments: &State<Payments>) -> ApiResult {
     auth.require(ApiScope::Read)?;
     let order = payments.load(out_trade_no).await?;
     Ok(Answer::new(Status::Ok, order_json(&order, &payments.config)))
 }
 
+/// Lists orders, newest first, a page at a time.
 // The query is parsed by hand (`list_query`) so that every bad or unknown parameter is named.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "CREATED, PAYING, PAID, CLOSED or PAYERROR"),
+        ("created_from" = Option<String>, Query, description = "Created at or after (RFC 3339)"),
+        ("created_before" = Option<String>, Query, description = "Created before (RFC 3339)"),
+        ("paid_from" = Option<String>, Query, description = "Paid at or after (RFC 3339)"),
+        ("paid_before" = Option<String>, Query, description = "Paid before (RFC 3339)"),
+        ("merchant_order_id" = Option<String>, Query, description = "Exactly this merchant order id"),
+        ("amount_min_fen" = Option<i64>, Query, description = "At least this amount"),
+        ("amount_max_fen" = Option<i64>, Query, description = "At most this amount"),
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "The previous page's next_cursor"),
+    ),
+    responses(
+        (status = 200, description = "A page of orders", body = schema::OrderPage),
+        (status = 422, description = "A parameter is wrong or unknown (`field` names it)", body = schema::Error),
+    ))]
 #[get("/orders", rank = 2)]
-async fn list_orders(auth: ApiAuth, uri: &Origin<'_>, payments: &State<Payments>) -> ApiResult {
+pub(super) async fn list_orders(auth: ApiAuth, uri: &Origin<'_>, payments: &State<Payments>) -> ApiResult {
     auth.require(ApiScope::Read)?;
     let query = list_query::parse(uri.query().map(|q| q.as_str()))?;
     let seek = query.seek();
@@ -62,8 +102,17 @@ async fn list_orders(auth: ApiAuth, uri: &Origin<'_>, payments: &State<Payments>
     Ok(Answer::new(Status::Ok, body))
 }
 
+/// Closes an order (at WeChat Pay when its payment was started).
+#[utoipa::path(post, path = "/api/v1/orders/{out_trade_no}/close", tag = "orders", security(("bearer" = [])),
+    params(("out_trade_no" = String, Path, description = "The order number"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the stored answer (24 h)")),
+    responses(
+        (status = 200, description = "The order: CLOSED, or PAID when it turned out paid", body = schema::Order),
+        (status = 404, description = "No such order", body = schema::Error),
+        (status = 409, description = "`close_too_early` (WeChat's 5 minutes; `closable_at`), or a state that cannot be closed", body = schema::Error),
+        (status = 502, description = "WeChat Pay did not close it; nothing changed", body = schema::Error),
+    ))]
 #[post("/orders/<out_trade_no>/close", data = "<body>")]
-async fn close_order(
+pub(super) async fn close_order(
     auth: ApiAuth,
     key: IdempotencyKey,
     out_trade_no: &str,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::auth::ApiAuth;
 use super::error::{Answer, ApiError, ApiResult};
 use super::idempotency::{self, IdempotencyKey};
-use super::{parse_json, read_body};
+use super::{parse_json, read_body, schema};
 use crate::domain::{ApiScope, Fen};
 use crate::payments::Payments;
 use crate::payments::order_view::refund_json;
@@ -24,17 +24,34 @@ pub fn routes() -> Vec<rocket::Route> {
 }
 
 /// The body of `POST /orders/{out_trade_no}/refunds`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({ "amount_fen": 500, "reason": "退货", "out_refund_no": "R-1001" }))]
 pub struct ApiRefund {
+    /// At most what was paid less what is refunded or being refunded.
     pub amount_fen: i64,
+    /// Shown to the shopper by WeChat; at most 80 bytes.
     pub reason: String,
+    /// Your refund number (1 to 64 of `A-Z a-z 0-9 _ - | * @`); the same number is never refunded
+    /// twice. Made from the Idempotency-Key, or at random, when absent.
     #[serde(default)]
     pub out_refund_no: Option<String>,
 }
 
+/// Requests a refund of a paid order.
+#[utoipa::path(post, path = "/api/v1/orders/{out_trade_no}/refunds", tag = "refunds", security(("bearer" = [])),
+    params(("out_trade_no" = String, Path, description = "The order number"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the stored answer (24 h)")),
+    request_body(content = ApiRefund, content_type = "application/json"),
+    responses(
+        (status = 201, description = "WeChat Pay accepted it; the outcome follows", body = schema::Refund),
+        (status = 202, description = "Not confirmed yet (kept, reserved, retried): PENDING", body = schema::Refund),
+        (status = 200, description = "This out_refund_no was requested before: the refund as it is", body = schema::Refund),
+        (status = 404, description = "No such order", body = schema::Error),
+        (status = 409, description = "Not refundable (unpaid, too much, a reused number) or `refund_refused` by WeChat Pay", body = schema::Error),
+        (status = 422, description = "An input is wrong (`field` names it)", body = schema::Error),
+    ))]
 #[post("/orders/<out_trade_no>/refunds", data = "<body>")]
-async fn post_refund(
+pub(super) async fn post_refund(
     auth: ApiAuth,
     key: IdempotencyKey,
     out_trade_no: &str,
@@ -96,16 +113,30 @@ fn refund_number(key_space: &str, idempotency_key: Option<&str>) -> String {
     }
 }
 
+/// Lists an order's refunds, oldest first.
+#[utoipa::path(get, path = "/api/v1/orders/{out_trade_no}/refunds", tag = "refunds", security(("bearer" = [])),
+    params(("out_trade_no" = String, Path, description = "The order number")),
+    responses(
+        (status = 200, description = "The order's refunds", body = schema::RefundList),
+        (status = 404, description = "No such order", body = schema::Error),
+    ))]
 #[get("/orders/<out_trade_no>/refunds")]
-async fn list_refunds(auth: ApiAuth, out_trade_no: &str, payments: &State<Payments>) -> ApiResult {
+pub(super) async fn list_refunds(auth: ApiAuth, out_trade_no: &str, payments: &State<Payments>) -> ApiResult {
     auth.require(ApiScope::Read)?;
     let refunds = payments.refunds_of(out_trade_no).await?;
     let data: Vec<_> = refunds.iter().map(|r| refund_json(r, &payments.config)).collect();
     Ok(Answer::new(Status::Ok, json!({ "data": data, "simulated": payments.config.simulator })))
 }
 
+/// Reads a refund.
+#[utoipa::path(get, path = "/api/v1/refunds/{out_refund_no}", tag = "refunds", security(("bearer" = [])),
+    params(("out_refund_no" = String, Path, description = "The refund number")),
+    responses(
+        (status = 200, description = "The refund", body = schema::Refund),
+        (status = 404, description = "No such refund", body = schema::Error),
+    ))]
 #[get("/refunds/<out_refund_no>")]
-async fn get_refund(auth: ApiAuth, out_refund_no: &str, payments: &State<Payments>) -> ApiResult {
+pub(super) async fn get_refund(auth: ApiAuth, out_refund_no: &str, payments: &State<Payments>) -> ApiResult {
     auth.require(ApiScope::Read)?;
     let refund = payments.refund(out_refund_no).await?;
     Ok(Answer::new(Status::Ok, refund_json(&refund, &payments.config)))
