@@ -65,6 +65,8 @@ impl AppError {
     pub fn staff_message(&self) -> String {
         match self {
             AppError::Gateway(w) => describe_wechat(w),
+            AppError::OAuth(o) if o.is_retryable() => format!("{o}; retry in a moment"),
+            AppError::OAuth(o) => o.to_string(),
             other => other.public_message(),
         }
     }

@@ -135,8 +135,35 @@ async fn real_answers_fit_the_document() {
     c.call("get", "/api/v1/orders/WC404/refunds", refunds, None).await;
     c.call("get", "/api/v1/refunds/CT-R-1", "/api/v1/refunds/{out_refund_no}", None).await;
     c.call("get", "/api/v1/refunds/NOPE", "/api/v1/refunds/{out_refund_no}", None).await;
+
+    // Paying from the merchant's own front end: a Mini Program's shopper signs in with a wx.login
+    // code (once), then gets the five parameters; the Official Account's six for an order paying.
+    let session = "/api/v1/wechat/mini-program/session";
+    let code = app.control("mini-program/login", json!({})).await["code"].clone();
+    let (_, shopper) = c.call("post", session, session, Some(json!({ "code": code }))).await;
+    c.call("post", session, session, Some(json!({ "code": code }))).await;
+    let pay = "/api/v1/orders/{out_trade_no}/payment";
+    let fresh = json!({ "amount_fen": 100, "description": "演示商店-测试商品", "merchant_order_id": "CT-4" });
+    let (_, fresh) = c.call("post", "/api/v1/orders", "/api/v1/orders", Some(fresh)).await;
+    let path = format!("/api/v1/orders/{}/payment", fresh["out_trade_no"].as_str().unwrap());
+    let mini = json!({ "openid": shopper["openid"], "app": "mini_program" });
+    c.call("post", &path, pay, Some(mini.clone())).await;
+    c.call("post", &path, pay, Some(json!({ "openid": "oSomeoneElse", "app": "mini_program" }))).await;
+    c.call("post", "/api/v1/orders/WC404/payment", pay, Some(mini)).await;
+    let openid = common::app::order_row(&app.db_handle(), &paying).openid.unwrap();
+    let official = json!({ "openid": openid, "app": "official_account" });
+    c.call("post", &format!("/api/v1/orders/{paying}/payment"), pay, Some(official)).await;
     // Each operation was seen succeeding and failing.
-    for op in ["post /api/v1/orders 201", "get /api/v1/orders 200", "post /api/v1/orders/{out_trade_no}/close 409"] {
+    for op in [
+        "post /api/v1/orders 201",
+        "get /api/v1/orders 200",
+        "post /api/v1/orders/{out_trade_no}/close 409",
+        "post /api/v1/wechat/mini-program/session 200",
+        "post /api/v1/wechat/mini-program/session 422",
+        "post /api/v1/orders/{out_trade_no}/payment 200",
+        "post /api/v1/orders/{out_trade_no}/payment 409",
+        "post /api/v1/orders/{out_trade_no}/payment 404",
+    ] {
         assert!(c.seen.contains(op), "{op} not exercised: {:?}", c.seen);
     }
     assert!(c.seen.len() >= 18, "{:?}", c.seen);

@@ -15,6 +15,7 @@ use crate::payments::Payments;
 use crate::simulator::{self, SimMerchant, Simulator, SimulatorConfig};
 use crate::web;
 use crate::web::oauth_state::StateSigner;
+use crate::wxpay::mini_program::MiniProgramClient;
 use crate::wxpay::oauth::OAuthClient;
 use crate::wxpay::tls::ClientIdentity;
 use crate::wxpay::{GatewayConfig, HttpPayGateway, Merchant};
@@ -57,8 +58,15 @@ pub fn build_payments(figment: &Figment) -> Result<Payments, StartError> {
     Ok(assemble(Arc::new(AppConfig::load(figment)?))?.0)
 }
 
+/// The WeChat sign-in clients: the Official Account's OAuth, and the Mini Program's
+/// `jscode2session` when one is configured.
+struct SignIn {
+    oauth: OAuthClient,
+    mini_program: Option<MiniProgramClient>,
+}
+
 /// Connects and migrates the database and builds the clients every entry point needs.
-fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartError> {
+fn assemble(config: Arc<AppConfig>) -> Result<(Payments, SignIn), StartError> {
     // Connecting first creates a new SQLite file (and its directory) in WAL mode.
     let db = open_database(&config, config.db_pool_size)?;
     let applied = db::migrate::run_pending(config.database_url.expose())?;
@@ -80,8 +88,15 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, OAuthClient), StartErro
         Duration::from_secs(10),
     )
     .map_err(|e| StartError::Other(format!("WeChat OAuth client: {e}")))?;
+    let mini_program = match &config.wechat.mini_program {
+        Some(mp) => Some(
+            MiniProgramClient::new(&config.wechat.sns_base, &mp.appid, mp.secret.expose(), Duration::from_secs(10))
+                .map_err(|e| StartError::Other(format!("WeChat Mini Program client: {e}")))?,
+        ),
+        None => None,
+    };
     let payments = Payments::new(db, Arc::new(gateway), merchant, config);
-    Ok((payments, oauth))
+    Ok((payments, SignIn { oauth, mini_program }))
 }
 
 /// The database pool, or one message naming `DATABASE_URL` and what is wrong with it (the URL
@@ -114,7 +129,7 @@ fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartErro
     // `TRUSTED_PROXY`.
     let figment = ensure_secret_key(figment)?.merge(("ip_header", false));
     let config = Arc::new(config);
-    let (payments, oauth) = assemble(config.clone())?;
+    let (payments, SignIn { oauth, mini_program }) = assemble(config.clone())?;
     let merchant = payments.merchant.clone();
     first_start::bootstrap_credentials(&payments.db, &config)?;
 
@@ -155,23 +170,31 @@ fn build(figment: Figment, config: AppConfig) -> Result<Rocket<Build>, StartErro
         }))
         .manage(config.clone())
         .manage(StateSigner::new(&merchant.key))
-        .manage(oauth);
+        .manage(oauth)
+        .manage(mini_program);
     let rocket = web::mount(rocket, config.simulator);
     if config.simulator {
-        let sim = Simulator::new(SimulatorConfig {
-            merchants: vec![SimMerchant {
-                appid: config.wechat.appid.clone(),
-                mch_id: config.wechat.mch_id.clone(),
-                api_key: config.wechat.api_key.clone(),
-                app_secret: config.wechat.app_secret.expose().to_owned(),
-            }],
-            callback_origin: Some(config.public_base_url.clone()),
-            ..SimulatorConfig::default()
-        })
-        .map_err(|e| StartError::Other(e.to_string()))?;
+        let sim = Simulator::new(simulator_config(&config)).map_err(|e| StartError::Other(e.to_string()))?;
         return Ok(simulator::mount(rocket, sim, "/simulator", "/simulator"));
     }
     Ok(rocket)
+}
+
+/// The mounted simulator plays our own merchant (appid, mch_id, key, AppSecret) and, bound to
+/// the same mch_id, our Mini Program.
+fn simulator_config(config: &AppConfig) -> SimulatorConfig {
+    let bound = |appid: &str, app_secret: &str| SimMerchant {
+        appid: appid.to_owned(),
+        mch_id: config.wechat.mch_id.clone(),
+        api_key: config.wechat.api_key.clone(),
+        app_secret: app_secret.to_owned(),
+    };
+    SimulatorConfig {
+        merchants: vec![bound(&config.wechat.appid, config.wechat.app_secret.expose())],
+        mini_programs: config.wechat.mini_program.iter().map(|mp| bound(&mp.appid, mp.secret.expose())).collect(),
+        callback_origin: Some(config.public_base_url.clone()),
+        ..SimulatorConfig::default()
+    }
 }
 
 fn gateway_config(config: &AppConfig) -> Result<GatewayConfig, StartError> {
@@ -196,6 +219,7 @@ fn gateway_config(config: &AppConfig) -> Result<GatewayConfig, StartError> {
     Ok(GatewayConfig {
         backup_url: config.wechat.api_backup_base.clone(),
         identity,
+        bound_appids: config.wechat.mini_program.iter().map(|mp| mp.appid.clone()).collect(),
         ..GatewayConfig::with_base(&config.wechat.api_base)
     })
 }

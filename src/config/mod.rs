@@ -2,11 +2,13 @@
 //! Secrets may come from `NAME_FILE` paths, are held in [`Secret`], and are never printed.
 //!
 //! `raw` reads the settings as given, `secret` holds secrets, and validation goes step by step:
-//! the merchant credentials and simulator mode (`wechat`), the URL rules (`urls`), the
+//! the merchant credentials and simulator mode (`wechat`, the Mini Program in `mini_program`),
+//! the URL rules (`urls`), the
 //! checkout's own limits (here), the background jobs (`jobs`), the trusted proxies (`proxy`), the
 //! hosts shoppers may be sent back to (`return_hosts`).
 
 mod jobs;
+mod mini_program;
 mod operations;
 mod proxy;
 mod raw;
@@ -21,6 +23,7 @@ use rocket::figment::Figment;
 use thiserror::Error;
 
 pub use jobs::{JobsSettings, Retention};
+pub use mini_program::MiniProgramSettings;
 pub use operations::{AlertFormat, AlertSettings, OperationsSettings};
 pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};

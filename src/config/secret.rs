@@ -72,6 +72,7 @@ impl fmt::Debug for DatabaseUrl {
 pub(super) const FILE_SECRETS: &[&str] = &[
     "WECHAT_APP_SECRET",
     "WECHAT_API_KEY",
+    "WECHAT_MINIPROGRAM_SECRET",
     "API_TOKEN",
     "DATABASE_URL",
     "ADMIN_PASSWORD",

@@ -169,3 +169,62 @@ fn debug_output_redacts_every_secret() {
         assert!(!printed.contains(secret), "{secret} printed");
     }
 }
+
+#[test]
+fn the_mini_program_takes_both_variables_or_neither() {
+    use crate::wxpay::demo::{DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET};
+    // Real credentials: off unless configured.
+    assert!(AppConfig::validate(real()).unwrap().wechat.mini_program.is_none());
+    let with = |appid: Option<&str>, secret: Option<&str>| RawSettings {
+        wechat_miniprogram_appid: appid.map(str::to_owned),
+        wechat_miniprogram_secret: secret.map(Secret::new),
+        ..real()
+    };
+    let on = AppConfig::validate(with(Some("wx8888888888888888"), Some("abcdef0123456789abcdef0123456789"))).unwrap();
+    let mp = on.wechat.mini_program.expect("configured");
+    assert_eq!((mp.appid.as_str(), mp.secret.expose()), ("wx8888888888888888", "abcdef0123456789abcdef0123456789"));
+    for (appid, secret, var, says) in [
+        (Some("wx8888888888888888"), None, "WECHAT_MINIPROGRAM_SECRET", "is required with WECHAT_MINIPROGRAM_APPID"),
+        (None, Some("abcdef0123456789abcdef0123456789"), "WECHAT_MINIPROGRAM_APPID", "is required with"),
+        (Some("wx888"), Some("abcdef0123456789abcdef0123456789"), "WECHAT_MINIPROGRAM_APPID", "wx followed by 16"),
+        (Some("mp8888888888888888"), Some("abcdef0123456789abcdef0123456789"), "WECHAT_MINIPROGRAM_APPID", "wx"),
+        (
+            Some("wx2421b1c4370ec43b"),
+            Some("abcdef0123456789abcdef0123456789"),
+            "WECHAT_MINIPROGRAM_APPID",
+            "is WECHAT_APPID",
+        ),
+        (Some("wx8888888888888888"), Some("short"), "WECHAT_MINIPROGRAM_SECRET", "32-character"),
+    ] {
+        let msg = problem(with(appid, secret));
+        assert!(msg.starts_with(&format!("{var}: ")) && msg.contains(says), "{appid:?} {secret:?}: {msg}");
+    }
+    // Simulator mode: the simulator's public demo Mini Program, with nothing configured.
+    let demo = AppConfig::validate(RawSettings::default()).unwrap().wechat.mini_program.expect("the demo one");
+    assert_eq!((demo.appid.as_str(), demo.secret.expose()), (DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET));
+    // Its secret never prints.
+    let printed = format!(
+        "{:?}",
+        AppConfig::validate(with(Some("wx8888888888888888"), Some("abcdef0123456789abcdef0123456789"))).unwrap()
+    );
+    assert!(!printed.contains("abcdef0123456789abcdef0123456789"), "{printed}");
+}
+
+#[test]
+fn the_simulator_is_refused_beside_a_real_mini_program() {
+    use crate::wxpay::demo::{DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET};
+    let sim = |appid: &str, secret: &str| RawSettings {
+        simulator: Some("on".into()),
+        wechat_miniprogram_appid: Some(appid.into()),
+        wechat_miniprogram_secret: Some(Secret::new(secret)),
+        ..RawSettings::default()
+    };
+    assert!(AppConfig::validate(sim(DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET)).unwrap().simulator);
+    let msg = problem(sim("wx8888888888888888", DEMO_MINIPROGRAM_SECRET));
+    assert!(msg.contains("cannot be combined with real credentials (WECHAT_MINIPROGRAM_APPID is set)"), "{msg}");
+    let msg = problem(sim(DEMO_MINIPROGRAM_APPID, "abcdef0123456789abcdef0123456789"));
+    assert!(msg.contains("(WECHAT_MINIPROGRAM_SECRET is set)"), "{msg}");
+    // Unset mode: a Mini Program credential is a credential, so real mode asks for the rest.
+    let auto = RawSettings { simulator: None, ..sim(DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET) };
+    assert!(problem(auto).starts_with("WECHAT_APPID"));
+}

@@ -4,9 +4,12 @@
 
 use std::path::PathBuf;
 
+use super::mini_program::{MiniProgramSettings, is_appid};
 use super::urls::validate_base;
 use super::{ConfigError, RawSettings, Secret, invalid};
-use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
+use crate::wxpay::demo::{
+    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET,
+};
 use crate::wxpay::{ApiKey, SignType};
 
 /// The merchant credentials in force, real or the simulator's.
@@ -24,6 +27,8 @@ pub struct WechatSettings {
     pub cert_pem: Option<PathBuf>,
     pub key_pem: Option<PathBuf>,
     pub cert_p12: Option<PathBuf>,
+    /// The Mini Program bound to the merchant, when payments are taken for one.
+    pub mini_program: Option<MiniProgramSettings>,
 }
 
 /// The one message for a server that would have to guess: no credentials and not on loopback.
@@ -63,6 +68,8 @@ fn credentials_given(raw: &RawSettings) -> bool {
         || raw.wechat_mch_id.is_some()
         || raw.wechat_api_key.is_some()
         || raw.wechat_app_secret.is_some()
+        || raw.wechat_miniprogram_appid.is_some()
+        || raw.wechat_miniprogram_secret.is_some()
 }
 
 /// The first credential that is set to something other than the simulator's public demo value.
@@ -73,6 +80,11 @@ fn real_credential(raw: &RawSettings) -> Option<&'static str> {
         ("WECHAT_MCH_ID", differs(raw.wechat_mch_id.as_deref(), DEMO_MCH_ID)),
         ("WECHAT_API_KEY", differs(raw.wechat_api_key.as_ref().map(Secret::expose), DEMO_API_KEY)),
         ("WECHAT_APP_SECRET", differs(raw.wechat_app_secret.as_ref().map(Secret::expose), DEMO_APP_SECRET)),
+        ("WECHAT_MINIPROGRAM_APPID", differs(raw.wechat_miniprogram_appid.as_deref(), DEMO_MINIPROGRAM_APPID)),
+        (
+            "WECHAT_MINIPROGRAM_SECRET",
+            differs(raw.wechat_miniprogram_secret.as_ref().map(Secret::expose), DEMO_MINIPROGRAM_SECRET),
+        ),
     ]
     .into_iter()
     .find_map(|(var, real)| real.then_some(var))
@@ -107,10 +119,11 @@ impl WechatSettings {
             .ok_or_else(|| invalid("WECHAT_SIGN_TYPE", "must be MD5 or HMAC-SHA256"))?;
         let wechat =
             if simulator { Self::simulated(raw, sign_type, public_base_url)? } else { Self::real(raw, sign_type)? };
-        let wechat = wechat.with_checked_bases()?;
+        let mut wechat = wechat.with_checked_bases()?;
         if wechat.cert_pem.is_some() != wechat.key_pem.is_some() {
             return Err(invalid("WECHAT_CERT_PEM", "WECHAT_CERT_PEM and WECHAT_KEY_PEM go together"));
         }
+        wechat.mini_program = MiniProgramSettings::from_raw(raw, simulator, &wechat.appid)?;
         Ok(wechat)
     }
 
@@ -132,6 +145,7 @@ impl WechatSettings {
             cert_pem: raw.wechat_cert_pem.clone(),
             key_pem: raw.wechat_key_pem.clone(),
             cert_p12: raw.wechat_cert_p12.clone(),
+            mini_program: None,
         })
     }
 
@@ -159,6 +173,7 @@ impl WechatSettings {
             cert_pem: raw.wechat_cert_pem.clone(),
             key_pem: raw.wechat_key_pem.clone(),
             cert_p12: raw.wechat_cert_p12.clone(),
+            mini_program: None,
         })
     }
 
@@ -189,7 +204,7 @@ impl Credentials {
     /// appid, mch_id, AppSecret and API key, each required and checked in that order.
     fn checked(raw: &RawSettings) -> Result<Credentials, ConfigError> {
         let appid = raw.wechat_appid.clone().ok_or(ConfigError::Missing { var: "WECHAT_APPID" })?;
-        if !appid.starts_with("wx") || appid.len() != 18 || !appid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if !is_appid(&appid) {
             return Err(invalid("WECHAT_APPID", "must look like wx followed by 16 letters or digits"));
         }
         let mch_id = raw.wechat_mch_id.clone().ok_or(ConfigError::Missing { var: "WECHAT_MCH_ID" })?;

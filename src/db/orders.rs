@@ -6,7 +6,7 @@ use diesel::prelude::*;
 
 use super::schema::orders;
 use super::{AnyConnection, DbError, DbResult};
-use crate::domain::{Fen, Order, OrderState};
+use crate::domain::{Fen, Order, OrderState, PaymentApp};
 use crate::wxpay::SignType;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -36,6 +36,7 @@ pub(super) struct OrderRow {
     refund_reserved_fen: i64,
     webhook_url: Option<String>,
     return_url: Option<String>,
+    prepay_app: Option<String>,
 }
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
@@ -51,6 +52,9 @@ impl TryFrom<OrderRow> for Order {
         let sign_type = SignType::parse(&r.sign_type).ok_or_else(|| {
             DbError::Corrupt(format!("order {} has unknown sign type {:?}", r.out_trade_no, r.sign_type))
         })?;
+        let unknown_app = |app: &str| DbError::Corrupt(format!("order {} has unknown app {app:?}", r.out_trade_no));
+        let prepay_app =
+            r.prepay_app.as_deref().map(|a| PaymentApp::parse(a).ok_or_else(|| unknown_app(a))).transpose()?;
         Ok(Order {
             out_trade_no: r.out_trade_no,
             merchant_order_id: r.merchant_order_id,
@@ -63,6 +67,7 @@ impl TryFrom<OrderRow> for Order {
             client_ip: r.client_ip,
             prepay_id: r.prepay_id,
             prepay_created_at: r.prepay_created_at.map(utc),
+            prepay_app,
             transaction_id: r.transaction_id,
             paid: r.paid_fen.map(Fen::new),
             paid_at: r.paid_at.map(utc),
@@ -106,6 +111,7 @@ pub struct OrderChanges {
     pub client_ip: Option<String>,
     pub prepay_id: Option<String>,
     pub prepay_created_at: Option<NaiveDateTime>,
+    pub prepay_app: Option<String>,
     pub transaction_id: Option<String>,
     pub paid_fen: Option<i64>,
     pub paid_at: Option<NaiveDateTime>,
@@ -124,7 +130,7 @@ impl OrderChanges {
         macro_rules! take {
             ($($f:ident),*) => { $( if extra.$f.is_some() { self.$f = extra.$f.clone(); } )* };
         }
-        take!(openid, client_ip, prepay_id, prepay_created_at, query_attempts, next_query_at);
+        take!(openid, client_ip, prepay_id, prepay_created_at, prepay_app, query_attempts, next_query_at);
     }
 }
 

@@ -30,6 +30,7 @@ diesel::table! {
         lease_until -> Nullable<Timestamp>,
         webhook_url -> Nullable<Text>,
         return_url -> Nullable<Text>,
+        prepay_app -> Nullable<Text>,
     }
 }
 

@@ -21,4 +21,6 @@ pub use order::{ClosePath, Event, Order, OrderState, PaymentFacts, PaymentSource
 pub use records::Actor;
 pub use refund::{Refund, RefundState};
 pub use staff::{Permission, Role, StaffUser};
-pub use vocab::{ApiScope, AuditAction, ExceptionKind, NotifyKind, NotifyVerdict, TimelineKind, TimelineSource};
+pub use vocab::{
+    ApiScope, AuditAction, ExceptionKind, NotifyKind, NotifyVerdict, PaymentApp, TimelineKind, TimelineSource,
+};

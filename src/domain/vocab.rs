@@ -207,6 +207,18 @@ impl ApiScope {
     }
 }
 
+string_enum! {
+    /// Which of the merchant's apps an order's prepay was issued for (`orders.prepay_app`): a
+    /// prepay, like the openid it names, belongs to one appid.
+    pub enum PaymentApp {
+        /// The Official Account (`WECHAT_APPID`): our checkout page, or the merchant's own H5
+        /// pages inside WeChat (`WeixinJSBridge`).
+        OfficialAccount = "official_account",
+        /// The Mini Program (`WECHAT_MINIPROGRAM_APPID`, `wx.requestPayment`).
+        MiniProgram = "mini_program",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +244,7 @@ mod tests {
         check(&ExceptionKind::ALL, ExceptionKind::as_str, ExceptionKind::parse);
         check(&AuditAction::ALL, AuditAction::as_str, AuditAction::parse);
         check(&ApiScope::ALL, ApiScope::as_str, ApiScope::parse);
+        check(&PaymentApp::ALL, PaymentApp::as_str, PaymentApp::parse);
     }
 
     #[test]

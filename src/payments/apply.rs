@@ -16,7 +16,8 @@ use crate::db::exceptions::{self, NewException};
 use crate::db::orders::{self, OrderChanges};
 use crate::db::{AnyConnection, DbResult, events};
 use crate::domain::{
-    Event, ExceptionKind, Order, OrderState, PaymentFacts, Rejection, TimelineSource, Transition, transition,
+    Event, ExceptionKind, Order, OrderState, PaymentApp, PaymentFacts, Rejection, TimelineSource, Transition,
+    transition,
 };
 
 /// The result of applying an event.
@@ -36,8 +37,10 @@ pub enum Applied {
 /// A change of an order other than a payment.
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// `unifiedorder` returned a prepay for this shopper; the poller's schedule starts over.
+    /// `unifiedorder` returned a prepay for this shopper in this app; the poller's schedule starts
+    /// over.
     PrepayIssued {
+        app: PaymentApp,
         openid: String,
         client_ip: String,
         prepay_id: String,
@@ -61,8 +64,9 @@ pub fn apply_change(
     outbox: &WebhookOutbox,
 ) -> DbResult<Applied> {
     let (event, extra) = match change {
-        Change::PrepayIssued { openid, client_ip, prepay_id, issued_at, first_query_at } => {
+        Change::PrepayIssued { app, openid, client_ip, prepay_id, issued_at, first_query_at } => {
             let extra = OrderChanges {
+                prepay_app: Some(app.as_str().to_owned()),
                 openid: Some(openid),
                 client_ip: Some(client_ip),
                 prepay_id: Some(prepay_id),

@@ -20,7 +20,7 @@ use crate::domain::{Event, PaymentFacts, Rejection, Transition, transition};
 /// What one payment of the batch comes to.
 enum Plan {
     /// The order becomes PAID with the batch's writes.
-    Paid { transition: Transition, changes: OrderChanges, detail: Value },
+    Paid { transition: Transition, changes: Box<OrderChanges>, detail: Value },
     /// Nothing to write.
     Done(Applied),
     /// Decided and written by `confirm_payment` after the batch's writes.
@@ -54,7 +54,11 @@ pub fn confirm_payments(
             match transition(order, &event) {
                 Ok(t) if !t.paid_after_close => {
                     paid_here.insert(no);
-                    Plan::Paid { changes: changes_for(&event, &t, now), transition: t, detail: payment_detail(facts) }
+                    Plan::Paid {
+                        changes: Box::new(changes_for(&event, &t, now)),
+                        transition: t,
+                        detail: payment_detail(facts),
+                    }
                 }
                 Err(Rejection::AlreadyDone) => Plan::Done(Applied::AlreadyDone { order: Box::new(order.clone()) }),
                 _ => Plan::OneByOne,

@@ -12,6 +12,7 @@ pub mod create;
 pub mod idempotency;
 pub mod liveness;
 pub mod merchant_reads;
+pub mod mini_program;
 pub mod notify;
 pub mod notify_writer;
 pub mod order_view;
@@ -31,6 +32,8 @@ use std::sync::Arc;
 
 use crate::config::AppConfig;
 use crate::db::Db;
+use crate::domain::PaymentApp;
+use crate::wxpay::notify::NotifyError;
 use crate::wxpay::{Merchant, PayGateway};
 
 /// How long a claimed row stays ours: longer than any single piece of work (a WeChat call with its
@@ -64,6 +67,25 @@ impl Payments {
         let query_throttle = Arc::new(query::QueryThrottle::default());
         let refused = Arc::new(refused::RefusedGate::default());
         Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused, liveness }
+    }
+
+    /// Parses a notify addressed to one of our apps: the Official Account's appid, or the Mini
+    /// Program's (a payment made in the Mini Program is notified under its appid; same mch_id,
+    /// same key). Any other appid stays a foreign merchant.
+    pub(crate) fn parse_for_our_apps<T>(
+        &self,
+        body: &[u8],
+        parse: impl Fn(&[u8], &Merchant) -> Result<T, NotifyError>,
+    ) -> Result<T, NotifyError> {
+        match parse(body, &self.merchant) {
+            Err(NotifyError::ForeignMerchant { field: "appid", got }) => {
+                match self.merchant_for(PaymentApp::MiniProgram) {
+                    Ok(mini) if mini.appid == got => parse(body, &mini),
+                    _ => Err(NotifyError::ForeignMerchant { field: "appid", got }),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Whether the database answers and takes writes, for the health endpoint. The detail is

@@ -11,7 +11,7 @@ use crate::wxpay::notify::{NotifyError, NotifyOutcome, fail_reply, parse_payment
 impl Payments {
     /// Processes one delivery and returns the reply body. Never panics, whatever the body.
     pub async fn handle_payment_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
-        let n = match parse_payment_notify(body, &self.merchant) {
+        let n = match self.parse_for_our_apps(body, parse_payment_notify) {
             Ok(n) => n,
             Err(e) => {
                 let (verdict, reply) = refusal(&e);

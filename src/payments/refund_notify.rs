@@ -20,7 +20,7 @@ use crate::wxpay::refund_notify::{RefundNotify, parse_refund_notify};
 impl Payments {
     /// Processes one refund-notify delivery and returns the reply body. Never panics.
     pub async fn handle_refund_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
-        let notify = match parse_refund_notify(body, &self.merchant) {
+        let notify = match self.parse_for_our_apps(body, parse_refund_notify) {
             Ok(n) => n,
             Err(e) => {
                 let (verdict, reply) = refusal(&e);

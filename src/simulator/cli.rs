@@ -8,7 +8,9 @@ use clap::Parser;
 use super::SimulatorError;
 use super::config::{Faults, SimMerchant, SimulatorConfig, TlsOptions};
 use super::server::{Mode, launch_with};
-use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
+use crate::wxpay::demo::{
+    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET,
+};
 use crate::wxpay::sign::ApiKey;
 
 /// Runs a fake WeChat Pay (API v2, OAuth, JS bridge) for development and tests.
@@ -110,13 +112,21 @@ impl SimulatorArgs {
 
     pub fn config(&self) -> Result<SimulatorConfig, SimulatorError> {
         let api_key = ApiKey::new(&self.api_key).map_err(|e| SimulatorError::Config(e.to_string()))?;
+        let merchant = SimMerchant {
+            appid: self.appid.clone(),
+            mch_id: self.mch_id.clone(),
+            api_key,
+            app_secret: self.app_secret.clone(),
+        };
+        // The demo Mini Program, bound to this merchant.
+        let mini_program = SimMerchant {
+            appid: DEMO_MINIPROGRAM_APPID.into(),
+            app_secret: DEMO_MINIPROGRAM_SECRET.into(),
+            ..merchant.clone()
+        };
         let config = SimulatorConfig {
-            merchants: vec![SimMerchant {
-                appid: self.appid.clone(),
-                mch_id: self.mch_id.clone(),
-                api_key,
-                app_secret: self.app_secret.clone(),
-            }],
+            merchants: vec![merchant],
+            mini_programs: vec![mini_program],
             time_factor: self.time_factor,
             oauth_domain: self.oauth_domain.clone(),
             state_file: self.state_file.clone(),
@@ -153,9 +163,10 @@ fn banner(args: &SimulatorArgs, api: &str, own: &str) -> String {
         "WeChat Pay simulator (API v2) listening on {api}\n\
          \n  API base      {api}   (/pay/unifiedorder, /secapi/pay/refund, …)\
          \n  OAuth         {api}/connect/oauth2/authorize   {api}/sns/oauth2/access_token\
+         \n  Mini Program  {api}/sns/jscode2session   wx.login: POST {own}/control/mini-program/login\
          \n  JS bridge     <script src=\"{own}/bridge.js\"></script>\
          \n  Control       {own}/control/faults  /seed  /time-factor  /clock  /orders/<out_trade_no>  /notifies  /reset\
-         \n\n  appid         {}\n  mch_id        {}\n  API key       {shown_key}\n  AppSecret     {shown_secret}\
+         \n\n  appid         {}\n  Mini Program  {DEMO_MINIPROGRAM_APPID} (AppSecret {DEMO_MINIPROGRAM_SECRET})\n  mch_id        {}\n  API key       {shown_key}\n  AppSecret     {shown_secret}\
          \n  time factor   {}\n  certificates  {cert_note}\n\nPress Ctrl-C to stop.\n",
         args.appid, args.mch_id, args.time_factor
     )

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::SimulatorError;
-use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
+use crate::wxpay::demo::{
+    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET,
+};
 use crate::wxpay::sign::ApiKey;
 
 /// An Official Account (appid) bound to a merchant account (mch_id). Several entries may share
@@ -27,6 +29,11 @@ impl SimMerchant {
             api_key: ApiKey::new(DEMO_API_KEY).expect("the demo key is 32 alphanumerics"),
             app_secret: DEMO_APP_SECRET.into(),
         }
+    }
+
+    /// The demo Mini Program, bound to the demo merchant.
+    pub fn demo_mini_program() -> SimMerchant {
+        SimMerchant { appid: DEMO_MINIPROGRAM_APPID.into(), app_secret: DEMO_MINIPROGRAM_SECRET.into(), ..Self::demo() }
     }
 }
 
@@ -93,6 +100,10 @@ pub struct TlsOptions {
 #[derive(Clone, Debug)]
 pub struct SimulatorConfig {
     pub merchants: Vec<SimMerchant>,
+    /// Mini Programs bound to a merchant account (same mch_id, same API key): their appids place
+    /// JSAPI orders for the openids `jscode2session` gave them, and sign shoppers in only through
+    /// `jscode2session` (their `app_secret` is the Mini Program's), never through OAuth.
+    pub mini_programs: Vec<SimMerchant>,
     /// Multiplies notify retry delays and the refund settle delay: 1.0 is real time, 0.001 is
     /// a thousand times faster.
     pub time_factor: f64,
@@ -124,6 +135,7 @@ impl Default for SimulatorConfig {
     fn default() -> Self {
         SimulatorConfig {
             merchants: vec![SimMerchant::demo()],
+            mini_programs: vec![SimMerchant::demo_mini_program()],
             time_factor: 1.0,
             close_min_age: Duration::from_secs(5 * 60),
             refund_min_interval: Duration::from_secs(60),
@@ -145,11 +157,12 @@ impl SimulatorConfig {
         if self.merchants.is_empty() {
             return bad("at least one merchant is needed".into());
         }
-        for (i, m) in self.merchants.iter().enumerate() {
+        let all: Vec<&SimMerchant> = self.merchants.iter().chain(&self.mini_programs).collect();
+        for (i, m) in all.iter().enumerate() {
             if m.appid.is_empty() || m.mch_id.is_empty() {
                 return bad(format!("merchant #{i} needs an appid and a mch_id"));
             }
-            for other in &self.merchants[..i] {
+            for other in &all[..i] {
                 if other.mch_id == m.mch_id && other.api_key != m.api_key {
                     return bad(format!("mch_id {} is configured with two different API keys", m.mch_id));
                 }
@@ -157,6 +170,9 @@ impl SimulatorConfig {
                     return bad(format!("appid {} is configured with two different AppSecrets", m.appid));
                 }
             }
+        }
+        if let Some(mp) = self.mini_programs.iter().find(|mp| self.merchant_for_appid(&mp.appid).is_some()) {
+            return bad(format!("appid {} is configured as an Official Account and as a Mini Program", mp.appid));
         }
         check_time_factor(self.time_factor).map_err(SimulatorError::Config)?;
         self.faults.validate().map_err(SimulatorError::Config)
@@ -177,8 +193,14 @@ impl SimulatorConfig {
         }
     }
 
+    /// The Official Account with this appid (OAuth, the JSAPI bridge).
     pub(crate) fn merchant_for_appid(&self, appid: &str) -> Option<&SimMerchant> {
         self.merchants.iter().find(|m| m.appid == appid)
+    }
+
+    /// The Mini Program with this appid (`jscode2session`).
+    pub(crate) fn mini_program_for_appid(&self, appid: &str) -> Option<&SimMerchant> {
+        self.mini_programs.iter().find(|m| m.appid == appid)
     }
 }
 
@@ -238,6 +260,20 @@ mod tests {
         ] {
             assert!(!mounted.allows_callback(foreign), "{foreign}");
         }
+    }
+
+    #[test]
+    fn mini_programs_share_their_merchants_key_and_no_appid() {
+        let mut c = SimulatorConfig::default();
+        c.validate().unwrap();
+        assert!(c.mini_program_for_appid(DEMO_MINIPROGRAM_APPID).is_some());
+        assert!(c.merchant_for_appid(DEMO_MINIPROGRAM_APPID).is_none(), "no OAuth for a Mini Program");
+        c.mini_programs[0].api_key = ApiKey::new("00000000000000000000000000000000").unwrap();
+        assert!(c.validate().is_err());
+        let mut twice = SimulatorConfig::default();
+        twice.mini_programs[0].appid = DEMO_APPID.into();
+        twice.mini_programs[0].app_secret = DEMO_APP_SECRET.into();
+        assert!(twice.validate().is_err());
     }
 
     #[test]

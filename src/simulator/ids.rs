@@ -59,6 +59,13 @@ pub fn oauth_code() -> String {
     random_alphanumeric(32)
 }
 
+/// A Mini Program session key: 16 random bytes in standard base64 (24 characters), like
+/// `tiihtNczf5v6AKRyjwEUhQ==`.
+pub fn session_key() -> String {
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// A user access token or refresh token (opaque to the merchant).
 pub fn token() -> String {
     random_alphanumeric(86)

@@ -1,5 +1,6 @@
 //! A faithful WeChat Pay (API v2) simulator, served over HTTP: the XML API (unifiedorder,
-//! orderquery, closeorder, refund, refundquery, downloadbill), Official Account OAuth, the
+//! orderquery, closeorder, refund, refundquery, downloadbill), Official Account OAuth, Mini
+//! Program sign-in (`jscode2session`, with a control endpoint playing `wx.login`), the
 //! JSAPI bridge with a pay sheet, payment and refund notifies with WeChat's retry schedule, and
 //! fault injection. It is a test double that never accepts what WeChat would refuse.
 //!
@@ -19,6 +20,7 @@ mod config;
 mod control;
 mod faults;
 mod ids;
+mod mini_program;
 mod model;
 mod notify;
 mod oauth;

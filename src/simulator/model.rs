@@ -168,6 +168,9 @@ pub(crate) struct OAuthCode {
     #[serde(with = "ts")]
     pub created_at: DateTime<Utc>,
     pub used: bool,
+    /// A `wx.login` code's session key, which `jscode2session` hands the merchant with the openid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
 }
 
 /// One attempt to deliver a notify, as recorded for tests and the control API.

@@ -19,7 +19,7 @@ use super::{Simulator, ids};
 
 pub(crate) const USER_COOKIE: &str = "wxsim_user";
 /// Codes expire after five minutes (simulated clock).
-const CODE_TTL: chrono::Duration = chrono::Duration::minutes(5);
+pub(crate) const CODE_TTL: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The authorize endpoint's answers: a redirect back to the merchant, or WeChat's error page.
 pub(crate) enum AuthorizeAnswer {
@@ -107,15 +107,17 @@ pub(crate) fn authorize(
         let now = clock(s.clock_offset_ms);
         // Forget codes long past any use.
         s.oauth_codes.retain(|_, c| now - c.created_at < CODE_TTL * 12);
+        s.openids.insert(openid.clone(), appid.to_owned());
+        let scope = scope.to_owned();
         s.oauth_codes.insert(
             code.clone(),
-            OAuthCode { appid: appid.to_owned(), openid, scope: scope.to_owned(), created_at: now, used: false },
+            OAuthCode { appid: appid.to_owned(), openid, scope, created_at: now, used: false, session_key: None },
         );
     });
     AuthorizeAnswer::Redirect(redirect_target(&redirect, &code, state))
 }
 
-fn sns_error(errcode: u32, errmsg: &str) -> Value {
+pub(crate) fn sns_error(errcode: i32, errmsg: &str) -> Value {
     json!({ "errcode": errcode, "errmsg": errmsg })
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::config::{SimulatorConfig, TlsOptions};
-use super::{Simulator, SimulatorError, api, bridge, control, ids, notify, oauth, shopper, web};
+use super::{Simulator, SimulatorError, api, bridge, control, ids, mini_program, notify, oauth, shopper, web};
 
 /// The simulator as Rocket managed state.
 pub(crate) struct Mounted(pub Simulator);
@@ -29,9 +29,11 @@ pub fn mount(rocket: Rocket<Build>, sim: Simulator, api_base: &str, own_base: &s
         .manage(Mounted(sim))
         .mount(api_base, api::routes())
         .mount(api_base, oauth::routes())
+        .mount(api_base, mini_program::api_routes())
         .mount(own_base, shopper::routes())
         .mount(own_base, bridge::routes())
         .mount(own_base, control::routes())
+        .mount(own_base, mini_program::control_routes())
         .mount(own_base, web::routes())
         .attach(AdHoc::on_liftoff("WeChat Pay simulator", move |_| {
             Box::pin(async move {

@@ -175,14 +175,15 @@ impl Simulator {
         &self.inner.http
     }
 
-    /// The appids bound to a mch_id (they share its API key).
+    /// The appids bound to a mch_id, Official Accounts and Mini Programs (they share its API key).
     pub(crate) fn merchants_for_mch(&self, mch_id: &str) -> Vec<&SimMerchant> {
-        self.inner.config.merchants.iter().filter(|m| m.mch_id == mch_id).collect()
+        let config = &self.inner.config;
+        config.merchants.iter().chain(&config.mini_programs).filter(|m| m.mch_id == mch_id).collect()
     }
 
     /// The API key of a mch_id.
     pub(crate) fn api_key_for(&self, mch_id: &str) -> Option<crate::wxpay::sign::ApiKey> {
-        self.inner.config.merchants.iter().find(|m| m.mch_id == mch_id).map(|m| m.api_key.clone())
+        self.merchants_for_mch(mch_id).first().map(|m| m.api_key.clone())
     }
 
     pub(crate) fn roll_api(&self) -> ApiFaults {

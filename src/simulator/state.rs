@@ -29,6 +29,9 @@ pub(crate) struct SimState {
     /// (mch_id, refund_id) → (order, out_refund_no).
     pub refund_id_index: HashMap<(String, String), (OrderKey, String)>,
     pub oauth_codes: HashMap<String, OAuthCode>,
+    /// openid → the appid it was issued for (by OAuth or `jscode2session`): an openid is only
+    /// good with its own appid.
+    pub openids: HashMap<String, String>,
     pub notify_log: Vec<NotifyAttempt>,
 }
 
@@ -39,6 +42,8 @@ struct Persisted {
     clock_offset_ms: i64,
     orders: Vec<SimOrder>,
     oauth_codes: HashMap<String, OAuthCode>,
+    #[serde(default)]
+    openids: HashMap<String, String>,
     notify_log: Vec<NotifyAttempt>,
 }
 
@@ -108,6 +113,7 @@ impl SimState {
             clock_offset_ms: i64,
             orders: Vec<&'a SimOrder>,
             oauth_codes: &'a HashMap<String, OAuthCode>,
+            openids: &'a HashMap<String, String>,
             notify_log: &'a [NotifyAttempt],
         }
         serde_json::to_string(&PersistedRef {
@@ -115,6 +121,7 @@ impl SimState {
             clock_offset_ms: self.clock_offset_ms,
             orders,
             oauth_codes: &self.oauth_codes,
+            openids: &self.openids,
             notify_log: &self.notify_log,
         })
     }
@@ -125,8 +132,12 @@ impl SimState {
         if p.version != 1 {
             return Err(SimulatorError::State(format!("unsupported state file version {}", p.version)));
         }
-        let mut state =
-            SimState { clock_offset_ms: p.clock_offset_ms, oauth_codes: p.oauth_codes, ..SimState::default() };
+        let mut state = SimState {
+            clock_offset_ms: p.clock_offset_ms,
+            oauth_codes: p.oauth_codes,
+            openids: p.openids,
+            ..SimState::default()
+        };
         for order in p.orders {
             state.insert_order(order);
         }

@@ -12,11 +12,10 @@ use rocket::serde::json::{Json, Value, json};
 use rocket::{Either, State, get, post, routes};
 
 use crate::config::AppConfig;
-use crate::domain::Order;
-use crate::domain::OrderState;
+use crate::domain::{Order, OrderState, PaymentApp, TimelineSource};
 use crate::error::AppError;
 use crate::payments::Payments;
-use crate::payments::prepay::Prepay;
+use crate::payments::prepay::{Payer, Prepay};
 use crate::payments::shopper::ShopperSignIn;
 use crate::web::assets::VERSION;
 use crate::web::client::{ClientIp, InWeChat, SameOrigin};
@@ -201,11 +200,20 @@ async fn post_jsapi(
         e.log();
         (e.status(), Json(json!({ "error": e.public_message() })))
     };
-    match payments.jsapi_params(out_trade_no, &openid, &ip.0.to_string()).await.map_err(json_error)? {
+    let payer = Payer {
+        app: PaymentApp::OfficialAccount,
+        openid,
+        client_ip: ip.0.to_string(),
+        source: TimelineSource::Checkout,
+    };
+    match payments.jsapi_params(out_trade_no, &payer).await.map_err(json_error)? {
         Prepay::Params(params) => Ok(Json(json!({ "state": "PAYING", "params": params }))),
         Prepay::Paid(order) | Prepay::Closed(order) => Ok(Json(json!({ "state": order.state.as_str() }))),
-        // The page reloads on TAKEN and shows the taken page.
-        Prepay::TakenByAnother => Err((Status::Conflict, Json(json!({ "state": "TAKEN", "error": TAKEN })))),
+        // The page reloads on TAKEN and shows the taken page (a payment started in the Mini
+        // Program is another shopper's here: its openid is the Mini Program's).
+        Prepay::TakenByAnother | Prepay::StartedInOtherApp(_) => {
+            Err((Status::Conflict, Json(json!({ "state": "TAKEN", "error": TAKEN }))))
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::gateway::PayGateway;
 use super::merchant::Merchant;
 use super::order_query::{self, CloseOrder, OrderQuery, OrderQueryReply};
 use super::refund::{self, Refund, RefundQuery, RefundQueryReply, RefundReply};
-use super::reply::check_reply;
+use super::reply::check_reply_bound;
 use super::tls::ClientIdentity;
 use super::unified_order::{self, UnifiedOrder, UnifiedOrderReply};
 use super::xml::{DEFAULT_MAX_BYTES, Fields};
@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     pub identity: Option<ClientIdentity>,
     /// Extra trusted roots (PEM), for a simulator or test double served over TLS.
     pub extra_root_pem: Vec<Vec<u8>>,
+    /// Other appids bound to the merchant's mch_id (a Mini Program's): replies naming one are
+    /// believed like the merchant's own.
+    pub bound_appids: Vec<String>,
 }
 
 impl GatewayConfig {
@@ -70,6 +73,7 @@ impl GatewayConfig {
             retry_backoff: Duration::from_millis(200),
             identity: None,
             extra_root_pem: Vec::new(),
+            bound_appids: Vec::new(),
         }
     }
 }
@@ -98,23 +102,25 @@ impl HttpPayGateway {
         &self.merchant
     }
 
-    /// Signs, sends with retries, and checks the reply of one API call.
+    /// Signs (as `merchant`: ours, or ours under a bound appid), sends with retries, and checks
+    /// the reply of one API call.
     async fn call(
         &self,
+        merchant: &Merchant,
         path: &str,
         business: Vec<(&'static str, String)>,
         needs_cert: bool,
     ) -> Result<Fields, WxError> {
         let http = self.client_for(needs_cert)?;
         // Signed once: every retry sends these exact bytes, as WeChat requires for reentry.
-        let body = self.merchant.signed_request(business).to_xml();
+        let body = merchant.signed_request(business).to_xml();
         let body = &body;
         let started = std::time::Instant::now();
         let result = self
             .with_retries(path, |base| async move {
                 let reply = self.send(http, &base, path, body, Some(self.config.request_timeout)).await?;
                 let bytes = read_limited(reply, DEFAULT_MAX_BYTES).await?;
-                check_reply(&bytes, &self.merchant)
+                check_reply_bound(&bytes, merchant, &self.config.bound_appids)
             })
             .await;
         observe(path, started, &result);
@@ -336,32 +342,36 @@ async fn read_limited(mut reply: reqwest::Response, limit: usize) -> Result<Vec<
 impl PayGateway for HttpPayGateway {
     async fn unified_order(&self, req: &UnifiedOrder) -> Result<UnifiedOrderReply, WxError> {
         req.validate()?;
-        let fields = self.call(unified_order::PATH, req.business_fields(), false).await?;
+        let merchant = match &req.appid {
+            Some(appid) => self.merchant.with_appid(appid),
+            None => self.merchant.clone(),
+        };
+        let fields = self.call(&merchant, unified_order::PATH, req.business_fields(), false).await?;
         UnifiedOrderReply::from_fields(fields)
     }
 
     async fn order_query(&self, req: &OrderQuery) -> Result<OrderQueryReply, WxError> {
         req.validate()?;
-        let fields = self.call(order_query::QUERY_PATH, req.business_fields(), false).await?;
+        let fields = self.call(&self.merchant, order_query::QUERY_PATH, req.business_fields(), false).await?;
         OrderQueryReply::from_fields(fields)
     }
 
     async fn close_order(&self, req: &CloseOrder) -> Result<(), WxError> {
         req.validate()?;
-        self.call(order_query::CLOSE_PATH, req.business_fields(), false).await?;
+        self.call(&self.merchant, order_query::CLOSE_PATH, req.business_fields(), false).await?;
         Ok(())
     }
 
     async fn refund(&self, req: &Refund) -> Result<RefundReply, WxError> {
         req.validate()?;
         let path = if self.config.sandbox { refund::SANDBOX_REFUND_PATH } else { refund::REFUND_PATH };
-        let fields = self.call(path, req.business_fields(), !self.config.sandbox).await?;
+        let fields = self.call(&self.merchant, path, req.business_fields(), !self.config.sandbox).await?;
         RefundReply::from_fields(fields)
     }
 
     async fn refund_query(&self, req: &RefundQuery) -> Result<RefundQueryReply, WxError> {
         req.validate()?;
-        let fields = self.call(refund::REFUND_QUERY_PATH, req.business_fields(), false).await?;
+        let fields = self.call(&self.merchant, refund::REFUND_QUERY_PATH, req.business_fields(), false).await?;
         RefundQueryReply::from_fields(fields)
     }
 

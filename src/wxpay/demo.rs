@@ -12,3 +12,7 @@ pub const DEMO_API_KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 /// The demo Official Account's AppSecret (only the OAuth code exchange uses it). The
 /// documentation gives none, so this one is our own, and as public as the rest.
 pub const DEMO_APP_SECRET: &str = "7c0b9a1f5e3d4c2b8a6f0e1d2c3b4a59";
+/// The demo Mini Program bound to the demo merchant: its appid (a made-up one, shaped like
+/// WeChat's) and AppSecret (only `jscode2session` uses it). Just as public as the rest.
+pub const DEMO_MINIPROGRAM_APPID: &str = "wx5f1a7c3e9b2d4068";
+pub const DEMO_MINIPROGRAM_SECRET: &str = "3e9d7b5a1c0f2e4d6b8a0c1e3f5d7b92";

@@ -75,6 +75,18 @@ impl WxError {
         }
     }
 
+    /// WeChat refused the openid as not belonging to the request's appid (`appid and openid not
+    /// match`, also worded `appid和openid不匹配`): an openid of another app.
+    pub fn is_openid_mismatch(&self) -> bool {
+        match self {
+            WxError::ReturnFail { return_msg: m } | WxError::Business { description: m, .. } => {
+                let m = m.to_lowercase();
+                m.contains("openid") && (m.contains("not match") || m.contains("不匹配"))
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_timeout(&self) -> bool {
         matches!(self, WxError::Transport { kind: TransportKind::Timeout, .. })
     }

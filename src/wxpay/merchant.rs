@@ -32,6 +32,12 @@ impl Merchant {
         fields
     }
 
+    /// The same merchant under another appid bound to its mch_id (a Mini Program's): same key,
+    /// same algorithm.
+    pub fn with_appid(&self, appid: &str) -> Merchant {
+        Merchant { appid: appid.to_owned(), ..self.clone() }
+    }
+
     /// Signs an arbitrary field set with this merchant's key and algorithm (replies, notifies).
     pub fn sign(&self, fields: &Fields) -> String {
         sign::sign(fields.pairs(), &self.key, self.sign_type)

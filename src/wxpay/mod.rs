@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 pub mod jsapi;
 pub mod merchant;
+pub mod mini_program;
 pub mod money;
 pub mod nonce;
 pub mod notify;

@@ -19,11 +19,11 @@ pub enum OAuthError {
     BadState,
     #[error("redirect_uri {0:?} is not an absolute http(s) URL")]
     BadRedirect(String),
-    #[error("WeChat OAuth error {errcode}: {errmsg}")]
+    #[error("WeChat sign-in error {errcode}: {errmsg}")]
     Api { errcode: i64, errmsg: String },
-    #[error("could not reach WeChat OAuth: {0}")]
+    #[error("could not reach WeChat sign-in: {0}")]
     Transport(String),
-    #[error("unreadable WeChat OAuth reply: {0}")]
+    #[error("unreadable WeChat sign-in reply: {0}")]
     Malformed(String),
     /// A "snapshot page" virtual account: it has an openid but can never pay.
     #[error("the shopper is browsing a snapshot page and cannot pay")]
@@ -34,6 +34,12 @@ impl OAuthError {
     /// 40029 (invalid code) and 40163 (code already used): send the shopper through authorize again.
     pub fn needs_new_code(&self) -> bool {
         matches!(self, OAuthError::Api { errcode: 40029 | 40163, .. })
+    }
+
+    /// WeChat was busy (-1), rate-limited the call (45011) or did not answer: the same call may
+    /// succeed in a moment.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, OAuthError::Transport(_) | OAuthError::Api { errcode: -1 | 45011, .. })
     }
 }
 

@@ -20,6 +20,20 @@ pub fn check_reply(body: &[u8], merchant: &Merchant) -> Result<Fields, WxError> 
     check_fields(fields, merchant)
 }
 
+/// [`check_reply`] for a merchant with other appids bound to its mch_id (a Mini Program's): a
+/// reply naming one of them is checked as that appid's, since WeChat may answer about an order
+/// with the appid it was made under. Same key, so the signature check is unchanged.
+pub fn check_reply_bound(body: &[u8], merchant: &Merchant, bound_appids: &[String]) -> Result<Fields, WxError> {
+    let fields = xml::parse(body).map_err(WxError::MalformedReply)?;
+    match fields.get("appid") {
+        Some(appid) if appid != merchant.appid && bound_appids.iter().any(|b| b == appid) => {
+            let answering = merchant.with_appid(appid);
+            check_fields(fields, &answering)
+        }
+        _ => check_fields(fields, merchant),
+    }
+}
+
 /// [`check_reply`] on an already-parsed message.
 pub fn check_fields(fields: Fields, merchant: &Merchant) -> Result<Fields, WxError> {
     match fields.get("return_code") {
@@ -129,6 +143,25 @@ mod tests {
 
         let foreign = signed(&[("return_code", "SUCCESS"), ("result_code", "SUCCESS"), ("mch_id", "999")]);
         assert!(matches!(check_reply(&foreign, &merchant()), Err(WxError::ForeignReply { field: "mch_id", .. })));
+    }
+
+    #[test]
+    fn a_reply_may_name_a_bound_appid_and_no_other() {
+        let naming = |appid: &str| {
+            signed(&[
+                ("return_code", "SUCCESS"),
+                ("result_code", "SUCCESS"),
+                ("appid", appid),
+                ("trade_state", "SUCCESS"),
+            ])
+        };
+        let bound = ["wx5f1a7c3e9b2d4068".to_owned()];
+        assert!(check_reply_bound(&naming("wx5f1a7c3e9b2d4068"), &merchant(), &bound).is_ok());
+        assert!(check_reply_bound(&naming("wx2421b1c4370ec43b"), &merchant(), &bound).is_ok());
+        let stranger = check_reply_bound(&naming("wx0000000000000001"), &merchant(), &bound);
+        assert!(matches!(stranger, Err(WxError::ForeignReply { field: "appid", .. })), "{stranger:?}");
+        let unbound = check_reply_bound(&naming("wx5f1a7c3e9b2d4068"), &merchant(), &[]);
+        assert!(matches!(unbound, Err(WxError::ForeignReply { field: "appid", .. })));
     }
 
     #[test]

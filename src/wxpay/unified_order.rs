@@ -17,6 +17,9 @@ pub const PATH: &str = "/pay/unifiedorder";
 /// [`super::Merchant::signed_request`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnifiedOrder {
+    /// Another appid bound to the merchant (a Mini Program's) to issue the prepay under, so that
+    /// the openid and the JSAPI `appId` are that app's; `None`: the merchant's own appid.
+    pub appid: Option<String>,
     pub body: String,
     pub out_trade_no: String,
     pub total_fee: Fen,
@@ -49,6 +52,7 @@ impl UnifiedOrder {
         openid: impl Into<String>,
     ) -> UnifiedOrder {
         UnifiedOrder {
+            appid: None,
             body: body.into(),
             out_trade_no: out_trade_no.into(),
             total_fee,
@@ -74,6 +78,9 @@ impl UnifiedOrder {
     /// clear message instead of as a vague `INVALID_REQUEST` from WeChat.
     pub fn validate(&self) -> Result<(), WxError> {
         let bad = |m: String| Err(WxError::InvalidRequest(m));
+        if self.appid.as_deref().is_some_and(|a| a.is_empty() || a.len() > 32) {
+            return bad("appid must be 1 to 32 bytes".into());
+        }
         if self.body.is_empty() || self.body.len() > 128 {
             return bad(format!("body must be 1 to 128 bytes (is {})", self.body.len()));
         }

@@ -100,8 +100,12 @@ fn describe(config: &AppConfig) -> String {
     if config.simulator {
         format!("loaded; simulator mode (no real money moves), public base {}", config.public_base_url)
     } else {
+        let mini_program = match &config.wechat.mini_program {
+            Some(mp) => format!(" and Mini Program {}", mp.appid),
+            None => String::new(),
+        };
         format!(
-            "loaded; merchant {} with appid {}, public base {}",
+            "loaded; merchant {} with appid {}{mini_program}, public base {}",
             config.wechat.mch_id, config.wechat.appid, config.public_base_url
         )
     }

@@ -6,6 +6,7 @@ mod transition;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::vocab::PaymentApp;
 use crate::wxpay::money::Fen;
 use crate::wxpay::sign::SignType;
 
@@ -35,6 +36,9 @@ pub struct Order {
     pub client_ip: Option<String>,
     pub prepay_id: Option<String>,
     pub prepay_created_at: Option<DateTime<Utc>>,
+    /// The app the prepay was issued for; `None` on an order whose payment never started (and on
+    /// prepays from before Mini Programs, which were all the Official Account's).
+    pub prepay_app: Option<PaymentApp>,
     pub transaction_id: Option<String>,
     pub paid: Option<Fen>,
     pub paid_at: Option<DateTime<Utc>>,
@@ -109,6 +113,16 @@ impl Order {
         self.openid.as_deref().is_some_and(|bound| bound != openid)
     }
 
+    /// The app the order's payment was started in, when it is not `app`. WeChat ties an
+    /// out_trade_no to the appid of its first unifiedorder (a second one under another appid is a
+    /// different request, refused), and the openid it names belongs to that appid too: the order
+    /// can only be paid in the app it was started in.
+    pub fn started_in_other_app(&self, app: PaymentApp) -> Option<PaymentApp> {
+        self.prepay_id.as_ref()?;
+        let started = self.prepay_app.unwrap_or(PaymentApp::OfficialAccount);
+        (started != app).then_some(started)
+    }
+
     /// Where the shopper is sent back to, if the merchant gave a `return_url`: it, with
     /// `out_trade_no` and `merchant_order_id` appended to its query (form-encoded; the query it
     /// has is kept as written). Says nothing about payment: anyone can open it.
@@ -147,6 +161,7 @@ pub(crate) mod fixture {
             client_ip: None,
             prepay_id: None,
             prepay_created_at: None,
+            prepay_app: None,
             transaction_id: None,
             paid: None,
             paid_at: None,
@@ -215,6 +230,19 @@ mod tests {
         assert!(!o.taken_by_another("oA"), "nobody holds a fresh order");
         o.openid = Some("oA".into());
         assert!(!o.taken_by_another("oA") && o.taken_by_another("oB"));
+    }
+
+    #[test]
+    fn an_order_is_paid_in_the_app_its_payment_started_in() {
+        let mut o = order(OrderState::Created, Utc::now());
+        assert_eq!(o.started_in_other_app(PaymentApp::MiniProgram), None, "not started: any app");
+        o.prepay_id = Some("wx1".into());
+        // Prepays from before Mini Programs were the Official Account's.
+        assert_eq!(o.started_in_other_app(PaymentApp::OfficialAccount), None);
+        assert_eq!(o.started_in_other_app(PaymentApp::MiniProgram), Some(PaymentApp::OfficialAccount));
+        o.prepay_app = Some(PaymentApp::MiniProgram);
+        assert_eq!(o.started_in_other_app(PaymentApp::MiniProgram), None);
+        assert_eq!(o.started_in_other_app(PaymentApp::OfficialAccount), Some(PaymentApp::MiniProgram));
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub(crate) fn dispatch(
         });
     }
     let xml = match path {
+        // Refused at the protocol layer, as WeChat does: an openid of another appid.
+        ApiPath::UnifiedOrder
+            if req.get("openid").is_some_and(|o| super::mini_program::openid_mismatch(sim, &req.merchant.appid, o)) =>
+        {
+            envelope::protocol_fail(super::mini_program::OPENID_MISMATCH)
+        }
         ApiPath::UnifiedOrder => req.reply(unified_order::handle(sim, &req)),
         ApiPath::OrderQuery => req.reply(query::order_query(sim, &req)),
         ApiPath::CloseOrder => req.reply(query::close_order(sim, &req)),

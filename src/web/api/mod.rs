@@ -1,5 +1,6 @@
 //! The merchant JSON API (`/api/v1`): bearer tokens with scopes, one error shape, an
-//! `Idempotency-Key` on every POST; orders (create, read, list, close) and refunds.
+//! `Idempotency-Key` on every POST; orders (create, read, list, close, pay from the merchant's own
+//! front end), refunds, and Mini Program sign-in.
 
 mod auth;
 mod error;
@@ -7,6 +8,7 @@ mod idempotency;
 mod list_query;
 pub mod openapi;
 mod orders;
+mod payment;
 mod refunds;
 mod schema;
 
@@ -26,6 +28,7 @@ const MAX_BODY_KIB: u64 = 64;
 pub fn routes() -> Vec<rocket::Route> {
     let mut routes = orders::routes();
     routes.extend(refunds::routes());
+    routes.extend(payment::routes());
     routes.extend(rocket::routes![openapi::openapi_json]);
     routes
 }

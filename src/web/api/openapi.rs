@@ -8,13 +8,13 @@ use rocket::http::ContentType;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{orders, refunds, schema};
+use super::{orders, payment, refunds, schema};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "wechat-checkout merchant API",
-        description = "Orders and refunds over WeChat Pay. Money is integer fen; times are RFC 3339 UTC. \
+        description = "Orders, refunds and payments from your own front end (Mini Program, H5 pages) over WeChat Pay. Money is integer fen; times are RFC 3339 UTC. \
             Every answer carries `simulated`. Errors share one shape; the codes are listed in docs/api.md.",
     ),
     paths(
@@ -22,15 +22,26 @@ use super::{orders, refunds, schema};
         orders::get_order,
         orders::list_orders,
         orders::close_order,
+        payment::post_payment,
         refunds::post_refund,
         refunds::list_refunds,
         refunds::get_refund,
+        payment::post_mini_program_session,
     ),
-    components(schemas(schema::Order, schema::Refund, schema::OrderPage, schema::RefundList, schema::Error)),
+    components(schemas(
+        schema::Order,
+        schema::Refund,
+        schema::OrderPage,
+        schema::RefundList,
+        schema::Error,
+        schema::MiniProgramSession,
+        schema::Payment,
+    )),
     modifiers(&BearerToken),
     tags(
         (name = "orders", description = "Create, read, list and close orders"),
         (name = "refunds", description = "Request and read refunds"),
+        (name = "mini-program", description = "Sign a Mini Program's shopper in (wx.login code → openid)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@
 // The types exist for their schemas; nothing constructs them.
 #![allow(dead_code)]
 
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -182,4 +183,97 @@ pub struct ErrorDetail {
     /// `refund_refused`: the refund, FAILED.
     #[schema(required = false)]
     refund: Option<Value>,
+    /// `conflict` from `POST /api/v1/orders/{out_trade_no}/payment`: why it cannot be paid now
+    /// (`paid`, `closed`, `taken`, `other_app`).
+    #[schema(required = false)]
+    reason: Option<String>,
+}
+
+/// A Mini Program's shopper, signed in with a `wx.login` code. WeChat's `session_key` is never
+/// returned.
+#[derive(ToSchema)]
+#[schema(example = json!({ "openid": "oZ7a1b2C3d4E5f6G7h8I9j0KlMnO", "unionid": null, "simulated": false }))]
+pub struct MiniProgramSession {
+    /// The shopper under the Mini Program's appid: what `POST …/payment` takes with `mini_program`.
+    openid: String,
+    /// Only when the Mini Program is bound to an Open Platform account.
+    unionid: Option<String>,
+    simulated: bool,
+}
+
+/// An order's payment parameters for one app, signed by the server.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "out_trade_no": "WC20261203080000A1B2C3D4",
+    "app": "mini_program",
+    "params": {
+        "timeStamp": "1796284800",
+        "nonceStr": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "package": "prepay_id=wx20261203080000a1b2c3d4e5f6a7b8c9d0",
+        "signType": "MD5",
+        "paySign": "C380BEC2BFD727A4B6845133519F3AD6"
+    },
+    "simulated": false
+}))]
+pub struct Payment {
+    out_trade_no: String,
+    app: PaymentAppName,
+    params: PaymentParams,
+    simulated: bool,
+}
+
+/// The app a payment is for.
+#[derive(ToSchema)]
+pub enum PaymentAppName {
+    #[schema(rename = "official_account")]
+    OfficialAccount,
+    #[schema(rename = "mini_program")]
+    MiniProgram,
+}
+
+/// For `official_account` the six of `WeixinJSBridge.invoke('getBrandWCPayRequest', params, cb)`;
+/// for `mini_program` the five of `wx.requestPayment`. Pass them on unchanged.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+pub enum PaymentParams {
+    OfficialAccount(BridgeParams),
+    MiniProgram(MiniProgramParams),
+}
+
+/// `getBrandWCPayRequest`'s parameters; `paySign` covers the other five.
+#[derive(ToSchema, Serialize)]
+pub struct BridgeParams {
+    /// `WECHAT_APPID`.
+    #[serde(rename = "appId")]
+    app_id: String,
+    /// Unix seconds, as a string.
+    #[serde(rename = "timeStamp")]
+    time_stamp: String,
+    #[serde(rename = "nonceStr")]
+    nonce_str: String,
+    /// `prepay_id=…`.
+    package: String,
+    /// `MD5` or `HMAC-SHA256`: `WECHAT_SIGN_TYPE`.
+    #[serde(rename = "signType")]
+    sign_type: String,
+    #[serde(rename = "paySign")]
+    pay_sign: String,
+}
+
+/// `wx.requestPayment`'s parameters. `paySign` covers them and the Mini Program's appid
+/// (`appId`), which `wx.requestPayment` does not take.
+#[derive(ToSchema, Serialize)]
+pub struct MiniProgramParams {
+    /// Unix seconds, as a string.
+    #[serde(rename = "timeStamp")]
+    time_stamp: String,
+    #[serde(rename = "nonceStr")]
+    nonce_str: String,
+    /// `prepay_id=…`.
+    package: String,
+    /// `MD5` or `HMAC-SHA256`: `WECHAT_SIGN_TYPE`.
+    #[serde(rename = "signType")]
+    sign_type: String,
+    #[serde(rename = "paySign")]
+    pay_sign: String,
 }
