@@ -49,7 +49,7 @@ pub struct ApiCreateOrder {
     /// Your data, given back in the order and webhooks, at most 127 bytes.
     #[serde(default)]
     pub attach: Option<String>,
-    /// How long the shopper may pay, 120 to 604800 seconds (default `ORDER_EXPIRES_IN`).
+    /// How long the shopper may pay, 120 to 604800 seconds (default `DEFAULT_EXPIRES_IN_SECONDS`).
     #[serde(default)]
     pub expires_in_seconds: Option<i64>,
     /// Where this order's webhooks go instead of `WEBHOOK_URL` (needs `WEBHOOK_SECRET`).
