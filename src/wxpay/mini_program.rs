@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::oauth::OAuthError;
+use super::oauth::{OAuthError, exchange_sns_code};
 
 /// `GET {sns_base}/sns/jscode2session?appid=&secret=&js_code=&grant_type=authorization_code`.
 pub const JSCODE2SESSION_PATH: &str = "/sns/jscode2session";
@@ -69,49 +69,19 @@ impl MiniProgramClient {
     }
 
     pub async fn exchange_code(&self, js_code: &str) -> Result<MiniProgramIdentity, OAuthError> {
-        let started = std::time::Instant::now();
-        let result = self.exchange(js_code).await;
-        let (outcome, elapsed) = (outcome(&result), started.elapsed());
-        // One line and one count per call, like the OAuth exchange's (`oauth::OAuthClient`).
-        tracing::info!(endpoint = ENDPOINT, outcome, ms = elapsed.as_millis() as u64, "WeChat Mini Program call");
-        metrics::counter!("wechat_checkout_wechat_api_calls_total", "endpoint" => ENDPOINT, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("wechat_checkout_wechat_api_duration_seconds", "endpoint" => ENDPOINT).record(elapsed);
-        result
-    }
-
-    async fn exchange(&self, js_code: &str) -> Result<MiniProgramIdentity, OAuthError> {
         let url = format!("{}{}", self.sns_base, JSCODE2SESSION_PATH);
-        let reply = self
-            .http
-            .get(url)
-            .query(&[
-                ("appid", self.appid.as_str()),
-                ("secret", self.secret.as_str()),
-                ("js_code", js_code),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
-        let bytes = reply.bytes().await.map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
-        parse_session_reply(&bytes)
+        let query = [
+            ("appid", self.appid.as_str()),
+            ("secret", self.secret.as_str()),
+            ("js_code", js_code),
+            ("grant_type", "authorization_code"),
+        ];
+        exchange_sns_code(&self.http, url, &query, ENDPOINT, parse_session_reply).await
     }
 }
 
 /// The metrics' name of the code exchange.
 const ENDPOINT: &str = "jscode2session";
-
-/// A bounded name for how an exchange ended.
-fn outcome(result: &Result<MiniProgramIdentity, OAuthError>) -> &'static str {
-    match result {
-        Ok(_) => "success",
-        Err(OAuthError::Api { .. }) => "api_error",
-        Err(OAuthError::Transport(_)) => "transport_error",
-        Err(OAuthError::Malformed(_)) => "bad_reply",
-        Err(OAuthError::SnapshotUser | OAuthError::BadState | OAuthError::BadRedirect(_)) => "local_error",
-    }
-}
 
 /// Reads a `jscode2session` reply: an `errcode` other than 0 is an error (the success reply
 /// carries none, or 0), otherwise the openid must be there.

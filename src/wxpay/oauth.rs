@@ -118,41 +118,48 @@ impl OAuthClient {
     }
 
     pub async fn exchange_code(&self, code: &str) -> Result<OAuthIdentity, OAuthError> {
-        let started = std::time::Instant::now();
-        let result = self.exchange(code).await;
-        let (outcome, elapsed) = (outcome(&result), started.elapsed());
-        // One line and one count per call, like the WeChat Pay client's (`client::observe`).
-        tracing::info!(endpoint = ENDPOINT, outcome, ms = elapsed.as_millis() as u64, "WeChat OAuth call");
-        metrics::counter!("wechat_checkout_wechat_api_calls_total", "endpoint" => ENDPOINT, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("wechat_checkout_wechat_api_duration_seconds", "endpoint" => ENDPOINT).record(elapsed);
-        result
-    }
-
-    async fn exchange(&self, code: &str) -> Result<OAuthIdentity, OAuthError> {
         let url = format!("{}{}", self.sns_base, ACCESS_TOKEN_PATH);
-        let reply = self
-            .http
-            .get(url)
-            .query(&[
-                ("appid", self.appid.as_str()),
-                ("secret", self.secret.as_str()),
-                ("code", code),
-                ("grant_type", "authorization_code"),
-            ])
-            .send()
-            .await
-            .map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
-        let bytes = reply.bytes().await.map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
-        parse_token_reply(&bytes)
+        let query = [
+            ("appid", self.appid.as_str()),
+            ("secret", self.secret.as_str()),
+            ("code", code),
+            ("grant_type", "authorization_code"),
+        ];
+        exchange_sns_code(&self.http, url, &query, ENDPOINT, parse_token_reply).await
     }
+}
+
+/// One sign-in code exchange at WeChat's `sns` API (the Official Account's OAuth, the Mini
+/// Program's `jscode2session`): sent, its reply parsed, and observed with one log line, one count
+/// and one latency by `endpoint`, like the WeChat Pay client's calls (`client::observe`).
+pub(super) async fn exchange_sns_code<T>(
+    http: &reqwest::Client,
+    url: String,
+    query: &[(&str, &str)],
+    endpoint: &'static str,
+    parse: fn(&[u8]) -> Result<T, OAuthError>,
+) -> Result<T, OAuthError> {
+    let started = std::time::Instant::now();
+    let result = async {
+        let reply =
+            http.get(url).query(query).send().await.map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
+        let bytes = reply.bytes().await.map_err(|e| OAuthError::Transport(e.without_url().to_string()))?;
+        parse(&bytes)
+    }
+    .await;
+    let (outcome, elapsed) = (outcome(&result), started.elapsed());
+    tracing::info!(endpoint, outcome, ms = elapsed.as_millis() as u64, "WeChat sign-in call");
+    metrics::counter!("wechat_checkout_wechat_api_calls_total", "endpoint" => endpoint, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("wechat_checkout_wechat_api_duration_seconds", "endpoint" => endpoint).record(elapsed);
+    result
 }
 
 /// The metrics' name of the code exchange.
 const ENDPOINT: &str = "oauth_access_token";
 
 /// A bounded name for how an exchange ended.
-fn outcome(result: &Result<OAuthIdentity, OAuthError>) -> &'static str {
+fn outcome<T>(result: &Result<T, OAuthError>) -> &'static str {
     match result {
         Ok(_) => "success",
         Err(OAuthError::Api { .. }) => "api_error",
