@@ -7,8 +7,7 @@ mod common;
 
 use common::app::{API_TOKEN, TestApp, on_every_backend};
 use serde_json::{Value, json};
-use wechat_checkout::db::{Db, DbError, audit, refunds};
-use wechat_checkout::domain::records::token_hash;
+use wechat_checkout::db::{audit, refunds};
 
 struct Call<'a> {
     app: &'a TestApp,
@@ -255,37 +254,13 @@ async fn an_idempotency_key_replays_refuses_reuse_and_lets_one_twin_through() {
     .await;
 }
 
-/// Issues a token with `scope` straight into the database (the console's form is tested with the
-/// console).
-async fn token(db: &Db, name: &str, scope: &str) -> String {
-    let token = format!("{name}-token-0123456789abcdefghijklmnop");
-    let (hash, name, scope) = (token_hash(&token), name.to_owned(), scope.to_owned());
-    db.write(move |c| -> Result<(), DbError> {
-        use diesel::prelude::*;
-        use wechat_checkout::db::schema::api_tokens;
-        diesel::insert_into(api_tokens::table)
-            .values((
-                api_tokens::name.eq(name),
-                api_tokens::token_hash.eq(hash),
-                api_tokens::created_at.eq(chrono::Utc::now().naive_utc()),
-                api_tokens::scope.eq(scope),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
-    .await
-    .unwrap();
-    token
-}
-
 #[tokio::test]
 async fn each_scope_does_what_it_names_and_writes_are_audited_by_token_name() {
     on_every_backend(|app| async move {
-        let db = app.db_handle();
         let (read, write, refund) = (
-            token(&db, "reader", "read").await,
-            token(&db, "shop", "write").await,
-            token(&db, "finance", "refund").await,
+            app.issue_token("reader", "read").await,
+            app.issue_token("shop", "write").await,
+            app.issue_token("finance", "refund").await,
         );
         let paid = app.paid_order("S-PAID", 500).await;
         let refund_path = format!("/api/v1/orders/{paid}/refunds");

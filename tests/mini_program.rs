@@ -15,8 +15,7 @@ use std::time::Duration;
 use common::app::{API_TOKEN, TestApp, on_every_backend};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wechat_checkout::db::{DbError, events};
-use wechat_checkout::domain::records::token_hash;
+use wechat_checkout::db::events;
 use wechat_checkout::simulator::{DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
 use wechat_checkout::wxpay::demo::{DEMO_API_KEY, DEMO_MINIPROGRAM_APPID};
 use wechat_checkout::wxpay::sign::{self, ApiKey, SignType};
@@ -264,34 +263,11 @@ async fn the_official_account_gets_the_six_parameters_and_keeps_its_orders() {
     .await;
 }
 
-/// Issues a token with `scope` straight into the database.
-async fn token(app: &TestApp, scope: &str) -> String {
-    let token = format!("mini-program-{scope}-token-0123456789abcdef");
-    let (hash, scope) = (token_hash(&token), scope.to_owned());
-    app.db_handle()
-        .write(move |c| -> Result<(), DbError> {
-            use diesel::prelude::*;
-            use wechat_checkout::db::schema::api_tokens;
-            diesel::insert_into(api_tokens::table)
-                .values((
-                    api_tokens::name.eq(format!("mp-{scope}")),
-                    api_tokens::token_hash.eq(hash),
-                    api_tokens::created_at.eq(chrono::Utc::now().naive_utc()),
-                    api_tokens::scope.eq(scope),
-                ))
-                .execute(c)?;
-            Ok(())
-        })
-        .await
-        .unwrap();
-    token
-}
-
 #[tokio::test]
 async fn scopes_unknown_orders_and_bad_inputs_are_refused_by_name() {
     on_every_backend(|app| async move {
         let seen = Seen::default();
-        let read = token(&app, "read").await;
+        let read = app.issue_token("mp-read", "read").await;
         let login = wx_login(&app, "mp-shopper-4").await;
         let (status, e) = post(&app, &seen, &read, SESSION, json!({ "code": login["code"] })).await;
         assert_eq!(
@@ -302,7 +278,7 @@ async fn scopes_unknown_orders_and_bad_inputs_are_refused_by_name() {
         let body = json!({ "openid": "oAbc", "app": "mini_program" });
         let (status, e) = post(&app, &seen, &read, &payment(&no), body.clone()).await;
         assert_eq!((status, &e["error"]["code"]), (403, &json!("insufficient_scope")), "{e}");
-        let write = token(&app, "write").await;
+        let write = app.issue_token("mp-write", "write").await;
         // The code was not spent by the refused call: a write token signs in with it.
         let (status, ok) = post(&app, &seen, &write, SESSION, json!({ "code": login["code"] })).await;
         assert_eq!(status, 200, "{ok}");

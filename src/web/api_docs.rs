@@ -1,6 +1,8 @@
 //! `/docs/api`: the API reference as a page of its own, rendered on the server from the OpenAPI
 //! document (no script, no asset from elsewhere: it works with no internet, under the app's CSP).
 
+use std::sync::OnceLock;
+
 use askama::Template;
 use rocket::response::content::RawHtml;
 use rocket::{get, routes};
@@ -51,10 +53,16 @@ struct ApiDocsPage {
     schemas: Vec<SchemaView>,
 }
 
+// The document is fixed for the life of the binary, so the page is rendered once.
 #[get("/docs/api")]
 fn api_reference() -> Result<RawHtml<String>, AppError> {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    if let Some(html) = PAGE.get() {
+        return Ok(RawHtml(html.clone()));
+    }
     let doc: Value = serde_json::from_str(openapi::document()).map_err(|e| AppError::Internal(e.to_string()))?;
-    render(&page(&doc))
+    let RawHtml(html) = render(&page(&doc))?;
+    Ok(RawHtml(PAGE.get_or_init(|| html).clone()))
 }
 
 fn text(v: &Value) -> String {

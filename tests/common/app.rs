@@ -304,6 +304,24 @@ impl TestApp {
         JobContext::new(payments)
     }
 
+    /// Issues an API token named `name` with `scope` straight into the database (the console's
+    /// form is tested with the console) and returns it.
+    pub async fn issue_token(&self, name: &str, scope: &str) -> String {
+        let token = format!("{name}-token-0123456789abcdefghijklmnop");
+        let (hash, name, scope) =
+            (wechat_checkout::domain::records::token_hash(&token), name.to_owned(), scope.to_owned());
+        self.db_handle()
+            .write(move |c| {
+                let created_at = wechat_checkout::db::now();
+                let new =
+                    wechat_checkout::db::tokens::NewToken { name: &name, token_hash: &hash, created_at, scope: &scope };
+                wechat_checkout::db::tokens::insert(c, &new)
+            })
+            .await
+            .unwrap();
+        token
+    }
+
     pub async fn stop(self) {
         self.shutdown.notify();
         if let TestDb::Postgres { admin_url, name } = &self.db {
