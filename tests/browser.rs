@@ -49,3 +49,29 @@ async fn a_shopper_pays_and_another_cancels_then_retries() {
     browser.stop().await;
     app.stop().await;
 }
+
+/// The same payment on WeChat Pay API v3: the page gets `signType` RSA parameters, the fake bridge
+/// checks the RSA `paySign` with the merchant's public key, and the paid page waits for the server,
+/// which learns of the payment from the AES-GCM-encrypted v3 notify.
+#[tokio::test]
+async fn a_shopper_pays_a_v3_order() {
+    let Some(browser) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::app::TestDb::sqlite(&dir);
+    let app = TestApp::start(db, Some(dir), |f| f.merge(("wechat_api_version", "v3"))).await;
+    let client = browser.client.clone();
+
+    buy(&client, &app, "tea").await;
+    wait_for(&client, "#pay").await.click().await.unwrap();
+    wait_for(&client, "#wxsim-pay").await.click().await.unwrap();
+    wait_for(&client, "#result[data-state='PAID']").await;
+    screenshot(&client, "paid-v3").await;
+    let text = client.find(Locator::Css("#result")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("支付成功"), "{text}");
+    let orders =
+        wechat_checkout::db::notify_log::page(&mut app.db_handle().conn().unwrap(), None, None, None, 10).unwrap();
+    assert!(orders.iter().any(|r| r.verdict == "paid" && r.reply.contains("SUCCESS")), "{orders:?}");
+
+    browser.stop().await;
+    app.stop().await;
+}

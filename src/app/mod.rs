@@ -9,15 +9,19 @@ use rocket::figment::Figment;
 use rocket::{Build, Rocket};
 use thiserror::Error;
 
-use crate::config::{AppConfig, ConfigError};
+use crate::config::{AppConfig, ConfigError, PlatformVerification, V3Settings};
 use crate::db::{self, Db, DbError};
 use crate::payments::Payments;
-use crate::simulator::{self, SimMerchant, Simulator, SimulatorConfig};
+use crate::payments::certificate_cache::DbCertificateCache;
+use crate::simulator::{self, SimMerchant, SimV3Merchant, Simulator, SimulatorConfig};
 use crate::web;
 use crate::web::oauth_state::StateSigner;
 use crate::wxpay::mini_program::MiniProgramClient;
 use crate::wxpay::oauth::OAuthClient;
 use crate::wxpay::tls::ClientIdentity;
+use crate::wxpay::v3::RequestSigner;
+use crate::wxpay::v3::client::{V3Merchant, V3PayGateway};
+use crate::wxpay::v3::platform_keys::PlatformKeySource;
 use crate::wxpay::{GatewayConfig, HttpPayGateway, Merchant};
 
 pub mod backup;
@@ -81,6 +85,19 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, SignIn), StartError> {
     };
     let gateway = HttpPayGateway::new(merchant.clone(), gateway_config(&config)?)
         .map_err(|e| StartError::Other(format!("WeChat Pay client: {e}")))?;
+    let v3 = match &config.wechat.v3 {
+        Some(v3) => {
+            let cache = DbCertificateCache {
+                db: db.clone(),
+                mch_id: config.wechat.mch_id.clone(),
+                owner: config.jobs.instance_id.clone(),
+            };
+            let client = V3PayGateway::new(v3_merchant(&config, v3), gateway_config(&config)?)
+                .map_err(|e| StartError::Other(format!("WeChat Pay API v3 client: {e}")))?;
+            Some(Arc::new(client.with_certificate_cache(Arc::new(cache))))
+        }
+        None => None,
+    };
     let oauth = OAuthClient::new(
         &config.wechat.sns_base,
         &config.wechat.appid,
@@ -96,7 +113,29 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, SignIn), StartError> {
         None => None,
     };
     let payments = Payments::new(db, Arc::new(gateway), merchant, config);
+    let payments = match v3 {
+        Some(v3) => payments.with_v3(v3),
+        None => payments,
+    };
     Ok((payments, SignIn { oauth, mini_program }))
+}
+
+/// The v3 merchant of the configuration: its signer, APIv3 key, appids and how WeChat is verified.
+pub(crate) fn v3_merchant(config: &AppConfig, v3: &V3Settings) -> V3Merchant {
+    V3Merchant {
+        signer: RequestSigner {
+            mchid: config.wechat.mch_id.clone(),
+            serial_no: v3.merchant_serial_no.clone(),
+            key: v3.merchant_key.clone(),
+        },
+        apiv3_key: v3.apiv3_key.clone(),
+        appid: config.wechat.appid.clone(),
+        bound_appids: config.wechat.mini_program.iter().map(|mp| mp.appid.clone()).collect(),
+        platform: match &v3.platform {
+            PlatformVerification::PublicKey { id, key } => PlatformKeySource::public_key(id, key.clone()),
+            PlatformVerification::Certificates => PlatformKeySource::certificates(),
+        },
+    }
 }
 
 /// The database pool, or one message naming `DATABASE_URL` and what is wrong with it (the URL
@@ -192,8 +231,20 @@ fn simulator_config(config: &AppConfig) -> SimulatorConfig {
     SimulatorConfig {
         merchants: vec![bound(&config.wechat.appid, config.wechat.app_secret.expose())],
         mini_programs: config.wechat.mini_program.iter().map(|mp| bound(&mp.appid, mp.secret.expose())).collect(),
+        v3_merchants: config.wechat.v3.iter().map(|v3| sim_v3_merchant(config, v3)).collect(),
         callback_origin: Some(config.public_base_url.clone()),
         ..SimulatorConfig::default()
+    }
+}
+
+/// Our v3 merchant as the mounted simulator knows it: its public key checks our signatures.
+fn sim_v3_merchant(config: &AppConfig, v3: &V3Settings) -> SimV3Merchant {
+    SimV3Merchant {
+        mch_id: config.wechat.mch_id.clone(),
+        apiv3_key: v3.apiv3_key.clone(),
+        serial_no: v3.merchant_serial_no.clone(),
+        public_key_pem: v3.merchant_key.public_key_pem(),
+        public_key_mode: matches!(v3.platform, PlatformVerification::PublicKey { .. }),
     }
 }
 
@@ -240,22 +291,13 @@ fn ensure_secret_key(figment: Figment) -> Result<Figment, StartError> {
             let bytes: [u8; 64] = rand::random();
             let key = base64::engine::general_purpose::STANDARD.encode(bytes);
             std::fs::create_dir_all("data").map_err(|e| StartError::Other(format!("cannot create data/: {e}")))?;
-            write_private(path, &key)
+            crate::config::write_private(path, &key)
                 .map_err(|e| StartError::Other(format!("cannot write {}: {e}", path.display())))?;
             tracing::warn!("ROCKET_SECRET_KEY is not set; generated one in data/secret_key");
             key
         }
     };
     Ok(figment.merge(rocket::figment::providers::Serialized::global("secret_key", key)))
-}
-
-pub(crate) fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(content.as_bytes())
 }
 
 fn print_simulator_banner(config: &AppConfig) {

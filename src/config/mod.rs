@@ -15,6 +15,7 @@ mod raw;
 mod return_hosts;
 mod secret;
 mod urls;
+mod v3;
 mod wechat;
 
 use std::time::Duration;
@@ -28,10 +29,11 @@ pub use operations::{AlertFormat, AlertSettings, OperationsSettings};
 pub use proxy::ProxySettings;
 pub use raw::{ENV_KEYS, RawSettings};
 pub use return_hosts::ReturnUrlHosts;
-pub use secret::{DatabaseUrl, Secret};
+pub use secret::{DatabaseUrl, Secret, write_private};
 pub use urls::{
     MAX_WEBHOOK_URL_BYTES, RETURN_URL_PARAMS, return_url_problem, webhook_host_refusal, webhook_url_problem,
 };
+pub use v3::{ApiVersion, PlatformVerification, V3Settings, demo_serial};
 pub use wechat::WechatSettings;
 
 use crate::wxpay::Fen;
@@ -122,8 +124,20 @@ impl AppConfig {
         self.public_base_url.starts_with("https://")
     }
 
+    /// Where WeChat sends payment notifies: v2 and v3 each have their own path.
     pub fn notify_url(&self) -> String {
-        format!("{}/wechat/notify", self.public_base_url)
+        match self.wechat.api_version {
+            ApiVersion::V2 => format!("{}/wechat/notify", self.public_base_url),
+            ApiVersion::V3 => format!("{}/wechat/v3/notify", self.public_base_url),
+        }
+    }
+
+    /// Where WeChat sends refund notifies.
+    pub fn refund_notify_url(&self) -> String {
+        match self.wechat.api_version {
+            ApiVersion::V2 => format!("{}/wechat/refund-notify", self.public_base_url),
+            ApiVersion::V3 => format!("{}/wechat/v3/refund-notify", self.public_base_url),
+        }
     }
 
     pub fn oauth_callback_url(&self) -> String {

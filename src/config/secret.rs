@@ -68,11 +68,25 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// Writes a file only its owner can read (a generated key or secret kept in `data/`).
+pub fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(content.as_bytes())
+}
+
 /// Secrets that may instead be read from a file named by `<NAME>_FILE`.
 pub(super) const FILE_SECRETS: &[&str] = &[
     "WECHAT_APP_SECRET",
     "WECHAT_API_KEY",
     "WECHAT_MINIPROGRAM_SECRET",
+    "WECHAT_APIV3_KEY",
+    "WECHAT_MCH_PRIVATE_KEY",
+    // Not secret, but a file WeChat gives the merchant (`pub_key.pem`), so read the same way.
+    "WECHAT_PLATFORM_PUBLIC_KEY",
     "API_TOKEN",
     "DATABASE_URL",
     "ADMIN_PASSWORD",

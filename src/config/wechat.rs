@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use super::mini_program::{MiniProgramSettings, is_appid};
 use super::urls::validate_base;
+use super::v3::{ApiVersion, V3Settings};
 use super::{ConfigError, RawSettings, Secret, invalid};
 use crate::wxpay::demo::{
-    DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET,
+    DEMO_API_KEY, DEMO_APIV3_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID,
+    DEMO_MINIPROGRAM_SECRET,
 };
 use crate::wxpay::{ApiKey, SignType};
 
@@ -29,6 +31,10 @@ pub struct WechatSettings {
     pub cert_p12: Option<PathBuf>,
     /// The Mini Program bound to the merchant, when payments are taken for one.
     pub mini_program: Option<MiniProgramSettings>,
+    /// `WECHAT_API_VERSION`: v2 (the default) or v3.
+    pub api_version: ApiVersion,
+    /// The v3 credentials, present exactly when `api_version` is v3.
+    pub v3: Option<V3Settings>,
 }
 
 /// The one message for a server that would have to guess: no credentials and not on loopback.
@@ -70,6 +76,9 @@ fn credentials_given(raw: &RawSettings) -> bool {
         || raw.wechat_app_secret.is_some()
         || raw.wechat_miniprogram_appid.is_some()
         || raw.wechat_miniprogram_secret.is_some()
+        || raw.wechat_apiv3_key.is_some()
+        || raw.wechat_mch_private_key.is_some()
+        || raw.wechat_mch_serial_no.is_some()
 }
 
 /// The first credential that is set to something other than the simulator's public demo value.
@@ -85,6 +94,10 @@ fn real_credential(raw: &RawSettings) -> Option<&'static str> {
             "WECHAT_MINIPROGRAM_SECRET",
             differs(raw.wechat_miniprogram_secret.as_ref().map(Secret::expose), DEMO_MINIPROGRAM_SECRET),
         ),
+        ("WECHAT_APIV3_KEY", differs(raw.wechat_apiv3_key.as_ref().map(Secret::expose), DEMO_APIV3_KEY)),
+        // The demo merchant's key is made at first start and never configured.
+        ("WECHAT_MCH_PRIVATE_KEY", raw.wechat_mch_private_key.is_some()),
+        ("WECHAT_MCH_SERIAL_NO", raw.wechat_mch_serial_no.is_some()),
     ]
     .into_iter()
     .find_map(|(var, real)| real.then_some(var))
@@ -117,9 +130,17 @@ impl WechatSettings {
     ) -> Result<WechatSettings, ConfigError> {
         let sign_type = SignType::parse(&raw.wechat_sign_type)
             .ok_or_else(|| invalid("WECHAT_SIGN_TYPE", "must be MD5 or HMAC-SHA256"))?;
-        let wechat =
-            if simulator { Self::simulated(raw, sign_type, public_base_url)? } else { Self::real(raw, sign_type)? };
-        let mut wechat = wechat.with_checked_bases()?;
+        let api_version = ApiVersion::from_raw(raw)?;
+        let v3 = match api_version {
+            ApiVersion::V2 => None,
+            ApiVersion::V3 => Some(V3Settings::from_raw(raw, simulator)?),
+        };
+        let wechat = if simulator {
+            Self::simulated(raw, sign_type, public_base_url)?
+        } else {
+            Self::real(raw, sign_type, v3.as_ref())?
+        };
+        let mut wechat = WechatSettings { api_version, v3, ..wechat.with_checked_bases()? };
         if wechat.cert_pem.is_some() != wechat.key_pem.is_some() {
             return Err(invalid("WECHAT_CERT_PEM", "WECHAT_CERT_PEM and WECHAT_KEY_PEM go together"));
         }
@@ -146,13 +167,15 @@ impl WechatSettings {
             key_pem: raw.wechat_key_pem.clone(),
             cert_p12: raw.wechat_cert_p12.clone(),
             mini_program: None,
+            api_version: ApiVersion::V2,
+            v3: None,
         })
     }
 
     /// Real mode: every credential is required and must look right, and WeChat's production
     /// hosts are the default.
-    fn real(raw: &RawSettings, sign_type: SignType) -> Result<WechatSettings, ConfigError> {
-        let Credentials { appid, mch_id, app_secret, api_key } = Credentials::checked(raw)?;
+    fn real(raw: &RawSettings, sign_type: SignType, v3: Option<&V3Settings>) -> Result<WechatSettings, ConfigError> {
+        let Credentials { appid, mch_id, app_secret, api_key } = Credentials::checked(raw, v3)?;
         let (api_base, backup) = match &raw.wechat_api_base {
             Some(base) => (base.clone(), raw.wechat_api_backup_base.clone()),
             None => (
@@ -174,6 +197,8 @@ impl WechatSettings {
             key_pem: raw.wechat_key_pem.clone(),
             cert_p12: raw.wechat_cert_p12.clone(),
             mini_program: None,
+            api_version: ApiVersion::V2,
+            v3: None,
         })
     }
 
@@ -201,8 +226,10 @@ struct Credentials {
 }
 
 impl Credentials {
-    /// appid, mch_id, AppSecret and API key, each required and checked in that order.
-    fn checked(raw: &RawSettings) -> Result<Credentials, ConfigError> {
+    /// appid, mch_id, AppSecret and API key, each required and checked in that order. Under v3
+    /// the APIv2 key is optional: without it, the key that signs OAuth states (its one other use)
+    /// is derived from the APIv3 key.
+    fn checked(raw: &RawSettings, v3: Option<&V3Settings>) -> Result<Credentials, ConfigError> {
         let appid = raw.wechat_appid.clone().ok_or(ConfigError::Missing { var: "WECHAT_APPID" })?;
         if !is_appid(&appid) {
             return Err(invalid("WECHAT_APPID", "must look like wx followed by 16 letters or digits"));
@@ -215,8 +242,13 @@ impl Credentials {
         if app_secret.expose().len() != 32 || !app_secret.expose().bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(invalid("WECHAT_APP_SECRET", "must be the 32-character Official Account AppSecret"));
         }
-        let api_key = raw.wechat_api_key.as_ref().ok_or(ConfigError::Missing { var: "WECHAT_API_KEY" })?;
-        let api_key = ApiKey::new(api_key.expose()).map_err(|e| invalid("WECHAT_API_KEY", e.to_string()))?;
+        let api_key = match (&raw.wechat_api_key, v3) {
+            (None, Some(v3)) => v3.derived_state_key(),
+            (key, _) => {
+                let key = key.as_ref().ok_or(ConfigError::Missing { var: "WECHAT_API_KEY" })?;
+                ApiKey::new(key.expose()).map_err(|e| invalid("WECHAT_API_KEY", e.to_string()))?
+            }
+        };
         if api_key.expose() == app_secret.expose() {
             return Err(invalid("WECHAT_API_KEY", "is the AppSecret; the APIv2 key is a different 32-character key"));
         }

@@ -19,6 +19,7 @@ pub mod oauth_states;
 pub mod order_batch;
 pub mod order_list;
 pub mod orders;
+pub mod platform_certificates;
 pub mod reconciliation;
 pub mod refunds;
 pub mod retention;

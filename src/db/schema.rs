@@ -233,6 +233,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    platform_certificates (mch_id) {
+        mch_id -> Text,
+        body -> Text,
+        fetched_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     job_runs (name) {
         name -> Text,
         lease_owner -> Nullable<Text>,
@@ -289,6 +297,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_events,
     webhook_attempts,
     job_runs,
+    platform_certificates,
     alerts,
     alert_cursors
 );

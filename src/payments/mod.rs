@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod apply;
 pub mod apply_batch;
+pub mod certificate_cache;
 pub mod close;
 pub mod console;
 pub mod create;
@@ -14,6 +15,7 @@ pub mod liveness;
 pub mod merchant_reads;
 pub mod mini_program;
 pub mod notify;
+pub mod notify_v3;
 pub mod notify_writer;
 pub mod order_view;
 pub mod outbox;
@@ -34,6 +36,7 @@ use crate::config::AppConfig;
 use crate::db::Db;
 use crate::domain::PaymentApp;
 use crate::wxpay::notify::NotifyError;
+use crate::wxpay::v3::client::V3PayGateway;
 use crate::wxpay::{Merchant, PayGateway};
 
 /// How long a claimed row stays ours: longer than any single piece of work (a WeChat call with its
@@ -56,6 +59,9 @@ pub struct Payments {
     pub refused: Arc<refused::RefusedGate>,
     /// Heartbeats of the notify writer threads and the background jobs, for `/readyz`.
     pub liveness: Arc<liveness::Liveness>,
+    /// The v3 client, when the merchant is on API v3 (`gateway` is then the same client): it
+    /// verifies v3 notifies and signs the RSA `paySign`.
+    pub v3: Option<Arc<V3PayGateway>>,
 }
 
 impl Payments {
@@ -66,7 +72,12 @@ impl Payments {
         let notify_writer = notify_writer::NotifyWriter::start(db.clone(), outbox.clone(), &liveness);
         let query_throttle = Arc::new(query::QueryThrottle::default());
         let refused = Arc::new(refused::RefusedGate::default());
-        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused, liveness }
+        Payments { db, gateway, merchant, config, notify_writer, outbox, query_throttle, refused, liveness, v3: None }
+    }
+
+    /// The same use cases on API v3: `v3` becomes the gateway too.
+    pub fn with_v3(self, v3: Arc<V3PayGateway>) -> Payments {
+        Payments { gateway: v3.clone(), v3: Some(v3), ..self }
     }
 
     /// Parses a notify addressed to one of our apps: the Official Account's appid, or the Mini

@@ -7,11 +7,17 @@ use super::notify_writer::{Verdict, Work};
 use crate::db::notify_log::NewNotifyLog;
 use crate::domain::{NotifyKind, NotifyVerdict, PaymentFacts, PaymentSource};
 use crate::wxpay::notify::{NotifyError, NotifyOutcome, fail_reply, parse_payment_notify};
+use crate::wxpay::v3::notify::{SUCCESS_ANSWER, fail_answer};
 
 impl Payments {
     /// Processes one delivery and returns the reply body. Never panics, whatever the body.
     pub async fn handle_payment_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
-        let n = match self.parse_for_our_apps(body, parse_payment_notify) {
+        let parsed = match self.v3 {
+            // Nothing can verify a v2 notify here: there is no APIv2 key to check it with.
+            Some(_) => Err(NotifyError::WrongVersion),
+            None => self.parse_for_our_apps(body, parse_payment_notify),
+        };
+        let n = match parsed {
             Ok(n) => n,
             Err(e) => {
                 let (verdict, reply) = refusal(&e);
@@ -33,6 +39,7 @@ impl Payments {
                     paid_at: n.time_end.unwrap_or_else(chrono::Utc::now),
                     source: PaymentSource::Notify,
                 },
+                dialect: Dialect::V2,
             },
             // WeChat reports a failed payment; the order stays payable. Recorded only.
             NotifyOutcome::Failed { err_code, description } => Work::LogOnly {
@@ -60,11 +67,37 @@ impl Payments {
 fn refusal(e: &NotifyError) -> (NotifyVerdict, String) {
     match e {
         NotifyError::Xml(_) => (NotifyVerdict::BadXml, fail_reply("XML格式错误")),
-        NotifyError::Signature(_) => (NotifyVerdict::BadSignature, fail_reply("签名错误")),
+        NotifyError::Signature(_) | NotifyError::WrongVersion => (NotifyVerdict::BadSignature, fail_reply("签名错误")),
         NotifyError::ForeignMerchant { .. } => (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配")),
         NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
         NotifyError::MissingField(_) | NotifyError::BadField { .. } | NotifyError::Decrypt(_) => {
             (NotifyVerdict::BadField, fail_reply("参数错误"))
+        }
+    }
+}
+
+/// The protocol a notify is answered in: v2's XML document, or v3's JSON (whose HTTP status the
+/// route derives from it: 200 for [`SUCCESS_ANSWER`], an error status otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    V2,
+    V3,
+}
+
+impl Dialect {
+    /// The answer that acknowledges the delivery.
+    pub fn success(self) -> String {
+        match self {
+            Dialect::V2 => crate::wxpay::notify::SUCCESS_REPLY.to_owned(),
+            Dialect::V3 => SUCCESS_ANSWER.to_owned(),
+        }
+    }
+
+    /// The answer that asks WeChat to deliver again.
+    pub fn failure(self, message: &str) -> String {
+        match self {
+            Dialect::V2 => fail_reply(message),
+            Dialect::V3 => fail_answer(message),
         }
     }
 }

@@ -61,6 +61,21 @@ impl Payments {
         }
     }
 
+    /// The front end's parameters for a prepay paid in `merchant`'s app: v2's `paySign` with the
+    /// API key, or v3's RSA `paySign` with the merchant API private key.
+    fn pay_params(&self, merchant: &Merchant, prepay_id: &str, now: chrono::DateTime<Utc>) -> JsapiParams {
+        match &self.v3 {
+            Some(v3) => crate::wxpay::v3::jsapi::params(
+                &v3.merchant().signer.key,
+                &merchant.appid,
+                prepay_id,
+                now.timestamp(),
+                crate::wxpay::nonce::nonce_str(),
+            ),
+            None => JsapiParams::new(merchant, prepay_id, now),
+        }
+    }
+
     /// The payment parameters of an order for `payer`: the order's live prepay again, or a new
     /// one from `unifiedorder` under the app's appid.
     pub async fn jsapi_params(&self, out_trade_no: &str, payer: &Payer) -> Result<Prepay, AppError> {
@@ -83,7 +98,7 @@ impl Payments {
             return Ok(Prepay::TakenByAnother);
         }
         if let Some(prepay_id) = order.reusable_prepay(now) {
-            return Ok(Prepay::Params(JsapiParams::new(&merchant, prepay_id, now)));
+            return Ok(Prepay::Params(self.pay_params(&merchant, prepay_id, now)));
         }
         self.issue_prepay(order, payer, &merchant).await
     }
@@ -119,7 +134,7 @@ impl Payments {
         match applied {
             Applied::Changed { .. } => {
                 tracing::info!(out_trade_no = %order.out_trade_no, app = %payer.app, "prepay issued");
-                Ok(Prepay::Params(JsapiParams::new(merchant, &reply.prepay_id, Utc::now())))
+                Ok(Prepay::Params(self.pay_params(merchant, &reply.prepay_id, Utc::now())))
             }
             // Paid or closed while we were asking WeChat.
             Applied::Refused { order, .. } | Applied::AlreadyDone { order } => Ok(settled(*order)),

@@ -8,19 +8,25 @@
 use serde_json::json;
 
 use super::Payments;
+use super::notify::Dialect;
 use super::outbox::WebhookOutbox;
 use super::refund::{RefundApplied, RefundOutcome, apply_refund_outcome};
 use crate::db::exceptions::{self, NewException};
 use crate::db::notify_log::{self, NewNotifyLog};
 use crate::db::{AnyConnection, DbError, DbResult, refunds};
 use crate::domain::{ExceptionKind, NotifyKind, NotifyVerdict, RefundState, TimelineSource};
-use crate::wxpay::notify::{NotifyError, SUCCESS_REPLY, fail_reply};
+use crate::wxpay::notify::{NotifyError, fail_reply};
 use crate::wxpay::refund_notify::{RefundNotify, parse_refund_notify};
 
 impl Payments {
     /// Processes one refund-notify delivery and returns the reply body. Never panics.
     pub async fn handle_refund_notify(&self, body: &[u8], remote_addr: Option<String>) -> String {
-        let notify = match self.parse_for_our_apps(body, parse_refund_notify) {
+        let parsed = match self.v3 {
+            // Nothing can verify a v2 notify here: there is no APIv2 key to check it with.
+            Some(_) => Err(NotifyError::WrongVersion),
+            None => self.parse_for_our_apps(body, parse_refund_notify),
+        };
+        let notify = match parsed {
             Ok(n) => n,
             Err(e) => {
                 let (verdict, reply) = refusal(&e);
@@ -29,11 +35,23 @@ impl Payments {
             }
         };
         let raw_body = String::from_utf8_lossy(body).into_owned();
+        self.apply_refund_notify(notify, raw_body, remote_addr, Dialect::V2).await
+    }
+
+    /// Applies a verified refund notify (either protocol) and logs it in the same transaction;
+    /// returns the answer, acknowledging only what was committed.
+    pub(super) async fn apply_refund_notify(
+        &self,
+        notify: RefundNotify,
+        raw_body: String,
+        remote_addr: Option<String>,
+        dialect: Dialect,
+    ) -> String {
         let mut log = NewNotifyLog::received(NotifyKind::Refund, raw_body, remote_addr);
         log.out_trade_no = Some(notify.out_trade_no.clone()).filter(|s| s.len() <= 64);
         log.transaction_id = Some(notify.transaction_id.clone()).filter(|s| !s.is_empty() && s.len() <= 64);
         log.reason = summary(&notify).to_string();
-        log.reply = SUCCESS_REPLY.to_owned();
+        log.reply = dialect.success();
         let (row, outbox) = (log.clone(), self.outbox.clone());
         let applied = self
             .db
@@ -49,13 +67,13 @@ impl Payments {
             Ok(verdict) => {
                 tracing::info!(%verdict, "refund notify handled");
                 super::notify::count_delivery(NotifyKind::Refund, verdict);
-                SUCCESS_REPLY.to_owned()
+                dialect.success()
             }
             Err(e) => {
                 // Nothing was committed: WeChat must deliver it again. Log the failure on its own.
                 tracing::error!(error = %e, "refund notify could not be applied; asking WeChat to retry");
                 super::notify::count_delivery(NotifyKind::Refund, NotifyVerdict::Error);
-                let reply = fail_reply("处理失败，请重试");
+                let reply = dialect.failure("处理失败，请重试");
                 log.verdict = NotifyVerdict::Error;
                 log.reason = format!("{}; {e}", log.reason);
                 log.reply = reply.clone();
@@ -84,6 +102,7 @@ fn refusal(e: &NotifyError) -> (NotifyVerdict, String) {
         NotifyError::Decrypt(_) => (NotifyVerdict::DecryptFailed, fail_reply("解密失败")),
         NotifyError::ForeignMerchant { .. } => (NotifyVerdict::ForeignMerchant, fail_reply("商户号或appid不匹配")),
         NotifyError::ReturnFail(_) => (NotifyVerdict::ReturnFail, fail_reply("return_code不是SUCCESS")),
+        NotifyError::WrongVersion => (NotifyVerdict::BadSignature, fail_reply("签名错误")),
         NotifyError::Signature(_) | NotifyError::MissingField(_) | NotifyError::BadField { .. } => {
             (NotifyVerdict::BadField, fail_reply("参数错误"))
         }

@@ -1,6 +1,7 @@
 //! The WeChat client's side of JSAPI payment: `{own}/bridge.js` (a `WeixinJSBridge` with a pay
 //! sheet) and `{own}/bridge/verify`, which checks the six `getBrandWCPayRequest` parameters as
-//! the client does before it shows the sheet.
+//! the client does before it shows the sheet. A v3 order's `signType` is `RSA`, its `paySign`
+//! checked with the public key of the v3 merchant the order belongs to; a v2 order's is its own.
 
 use rocket::data::Data;
 use rocket::http::ContentType;
@@ -13,6 +14,8 @@ use super::web::{Cors, JsonReply, json_ok, read_json};
 use super::{SimError, Simulator};
 use crate::wxpay::jsapi::JsapiParams;
 use crate::wxpay::sign::ApiKey;
+use crate::wxpay::v3::VerifyingKey;
+use crate::wxpay::v3::jsapi as v3_jsapi;
 
 const BRIDGE_JS: &str = include_str!("../../static/simulator/bridge.js");
 
@@ -84,14 +87,7 @@ pub(crate) fn verify(sim: &Simulator, params: &Value) -> Result<Value, BridgeFai
             format!("signType {:?} differs from the order's sign_type {:?}", p.sign_type, order.sign_type),
         ));
     }
-    let key: Option<ApiKey> = sim.api_key_for(&order.mch_id);
-    let verified = key.is_some_and(|k| p.verify(&k).is_ok());
-    if !verified {
-        return Err(fail(
-            BAD_SIGNATURE,
-            "paySign does not verify: sign appId, nonceStr, package, signType and timeStamp with the API key",
-        ));
-    }
+    check_pay_sign(sim, &p, &order.mch_id)?;
     Ok(json!({
         "ok": true,
         "prepay_id": prepay_id,
@@ -101,6 +97,30 @@ pub(crate) fn verify(sim: &Simulator, params: &Value) -> Result<Value, BridgeFai
         "appid": order.appid,
         "mch_id": order.mch_id,
     }))
+}
+
+/// The `paySign` check of the order's protocol: RSA with the v3 merchant's public key over
+/// `appId\ntimeStamp\nnonceStr\npackage\n`, or the v2 signature with the API key.
+fn check_pay_sign(sim: &Simulator, p: &JsapiParams, mch_id: &str) -> Result<(), BridgeFailure> {
+    if p.sign_type == v3_jsapi::SIGN_TYPE {
+        let key = sim.config().v3_merchant(mch_id).and_then(|m| VerifyingKey::from_pem(&m.public_key_pem).ok());
+        return match key.is_some_and(|k| v3_jsapi::verify(p, &k)) {
+            true => Ok(()),
+            false => Err(fail(
+                BAD_SIGNATURE,
+                "paySign does not verify: sign appId\\ntimeStamp\\nnonceStr\\npackage\\n with the merchant API private key (RSA-SHA256)",
+            )),
+        };
+    }
+    let key: Option<ApiKey> = sim.api_key_for(mch_id);
+    if key.is_some_and(|k| p.verify(&k).is_ok()) {
+        Ok(())
+    } else {
+        Err(fail(
+            BAD_SIGNATURE,
+            "paySign does not verify: sign appId, nonceStr, package, signType and timeStamp with the API key",
+        ))
+    }
 }
 
 #[post("/bridge/verify", data = "<data>")]

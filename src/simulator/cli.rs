@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::SimulatorError;
-use super::config::{Faults, SimMerchant, SimulatorConfig, TlsOptions};
+use super::config::{Faults, SimMerchant, SimV3Merchant, SimulatorConfig, TlsOptions};
 use super::server::{Mode, launch_with};
 use crate::wxpay::demo::{
     DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET,
 };
 use crate::wxpay::sign::ApiKey;
+use crate::wxpay::v3::ApiV3Key;
 
-/// Runs a fake WeChat Pay (API v2, OAuth, JS bridge) for development and tests.
+/// Runs a fake WeChat Pay (API v2 and v3, OAuth, JS bridge) for development and tests.
 ///
 /// Derives `Parser` (which includes `Args`), so it serves both as a subcommand's arguments and on
 /// its own (`SimulatorArgs::parse_from`).
@@ -91,6 +92,22 @@ pub struct SimulatorArgs {
     /// Every downloadbill answers "Bill Creating".
     #[arg(long)]
     pub fault_bill_creating: bool,
+    /// Probability that a v3 answer or notify carries a WECHATPAY/SIGNTEST/ probe signature.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_v3_signtest_rate: f64,
+    /// The merchant API public key (PEM file) of --mch-id: with it (and --v3-serial and
+    /// --apiv3-key) the simulator speaks API v3 for that merchant too.
+    #[arg(long)]
+    pub v3_public_key: Option<PathBuf>,
+    /// The serial of the merchant API certificate (the `serial_no` of `Authorization`).
+    #[arg(long)]
+    pub v3_serial: Option<String>,
+    /// The merchant's 32-character APIv3 key (encrypts notify resources and certificates).
+    #[arg(long, env = "WXSIM_APIV3_KEY", hide_env_values = true)]
+    pub apiv3_key: Option<String>,
+    /// Sign the v3 notifies with the WeChat Pay public key instead of the platform certificate.
+    #[arg(long)]
+    pub v3_public_key_mode: bool,
 }
 
 impl SimulatorArgs {
@@ -107,6 +124,7 @@ impl SimulatorArgs {
             late_notify_ms: self.fault_late_notify_ms,
             notify_amount_delta: self.fault_notify_amount_delta,
             bill_creating: self.fault_bill_creating,
+            v3_signtest_rate: self.fault_v3_signtest_rate,
         }
     }
 
@@ -125,6 +143,7 @@ impl SimulatorArgs {
             ..merchant.clone()
         };
         let config = SimulatorConfig {
+            v3_merchants: self.v3_merchants()?,
             merchants: vec![merchant],
             mini_programs: vec![mini_program],
             time_factor: self.time_factor,
@@ -136,6 +155,19 @@ impl SimulatorArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The v3 identity of --mch-id, when --v3-public-key is given.
+    fn v3_merchants(&self) -> Result<Vec<SimV3Merchant>, SimulatorError> {
+        let bad = |m: String| SimulatorError::Config(m);
+        let Some(path) = &self.v3_public_key else { return Ok(Vec::new()) };
+        let public_key_pem =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("--v3-public-key {}: {e}", path.display())))?;
+        let serial_no = self.v3_serial.clone().ok_or_else(|| bad("--v3-public-key needs --v3-serial".into()))?;
+        let apiv3_key = self.apiv3_key.as_deref().ok_or_else(|| bad("--v3-public-key needs --apiv3-key".into()))?;
+        let apiv3_key = ApiV3Key::new(apiv3_key).map_err(|e| bad(format!("--apiv3-key {e}")))?;
+        let public_key_mode = self.v3_public_key_mode;
+        Ok(vec![SimV3Merchant { mch_id: self.mch_id.clone(), apiv3_key, serial_no, public_key_pem, public_key_mode }])
     }
 
     pub fn tls(&self) -> Option<TlsOptions> {
@@ -159,9 +191,14 @@ fn banner(args: &SimulatorArgs, api: &str, own: &str) -> String {
     } else {
         "refund client certificates are not checked (serve TLS with --client-ca to check them)"
     };
+    let v3 = match args.v3_public_key {
+        Some(_) => format!("{api}/v3/…   platform keys: {own}/control/v3/platform"),
+        None => "off (give --v3-public-key, --v3-serial and --apiv3-key)".to_owned(),
+    };
     format!(
-        "WeChat Pay simulator (API v2) listening on {api}\n\
+        "WeChat Pay simulator (API v2 and v3) listening on {api}\n\
          \n  API base      {api}   (/pay/unifiedorder, /secapi/pay/refund, …)\
+         \n  API v3        {v3}\
          \n  OAuth         {api}/connect/oauth2/authorize   {api}/sns/oauth2/access_token\
          \n  Mini Program  {api}/sns/jscode2session   wx.login: POST {own}/control/mini-program/login\
          \n  JS bridge     <script src=\"{own}/bridge.js\"></script>\
@@ -207,5 +244,24 @@ mod tests {
         let bad = SimulatorArgs::parse_from(["x", "--api-key", "short"]);
         assert!(bad.config().is_err());
         assert!(banner(&args, "http://127.0.0.1:9000", "http://127.0.0.1:9000/simulator").contains("bridge.js"));
+        assert!(config.v3_merchants.is_empty());
+    }
+
+    #[test]
+    fn v3_flags_make_a_v3_merchant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apiclient_pub.pem");
+        std::fs::write(&path, crate::wxpay::v3::MerchantKey::generate().unwrap().public_key_pem()).unwrap();
+        let path = path.to_str().unwrap();
+        let key = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
+        let args =
+            ["x", "--v3-public-key", path, "--v3-serial", "5157F09E", "--apiv3-key", key, "--v3-public-key-mode"];
+        let args = SimulatorArgs::parse_from(args);
+        let config = args.config().unwrap();
+        let v3 = &config.v3_merchants[0];
+        assert_eq!((v3.mch_id.as_str(), v3.serial_no.as_str(), v3.public_key_mode), (DEMO_MCH_ID, "5157F09E", true));
+        assert!(banner(&args, "http://a", "http://a/simulator").contains("/control/v3/platform"));
+        let missing = SimulatorArgs::parse_from(["x", "--v3-public-key", path, "--v3-serial", "5157F09E"]);
+        assert!(missing.apiv3_key.is_some() || missing.config().is_err());
     }
 }

@@ -10,6 +10,7 @@ use crate::wxpay::demo::{
     DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID, DEMO_MINIPROGRAM_APPID, DEMO_MINIPROGRAM_SECRET,
 };
 use crate::wxpay::sign::ApiKey;
+use crate::wxpay::v3::{ApiV3Key, VerifyingKey};
 
 /// An Official Account (appid) bound to a merchant account (mch_id). Several entries may share
 /// one mch_id (several appids bound to one merchant); they must then share its API key.
@@ -37,6 +38,22 @@ impl SimMerchant {
     }
 }
 
+/// A merchant account that speaks API v3. Its appids are the [`SimMerchant`]s (Official Accounts
+/// and Mini Programs) configured with the same `mch_id`.
+#[derive(Clone, Debug)]
+pub struct SimV3Merchant {
+    pub mch_id: String,
+    /// Encrypts notify resources and the certificates of `/v3/certificates`.
+    pub apiv3_key: ApiV3Key,
+    /// The serial of the merchant API certificate (`serial_no` of `Authorization`).
+    pub serial_no: String,
+    /// The merchant API public key (PEM): checks request signatures and RSA `paySign`s.
+    pub public_key_pem: String,
+    /// Notifies are signed with the WeChat Pay public key (`Wechatpay-Serial: PUB_KEY_ID_…`)
+    /// instead of the platform certificate.
+    pub public_key_mode: bool,
+}
+
 /// Faults injected into the simulator's behaviour. All off by default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,8 +79,12 @@ pub struct Faults {
     pub late_notify_ms: u64,
     /// Added to `total_fee` and `cash_fee` in payment notifies (the notify stays correctly signed).
     pub notify_amount_delta: i64,
-    /// Every downloadbill answers "Bill Creating".
+    /// Every downloadbill answers "Bill Creating" (v3: `STATEMENT_CREATING`).
     pub bill_creating: bool,
+    /// Share of v3 answers and v3 notify deliveries whose `Wechatpay-Signature` is a deliberate
+    /// `WECHATPAY/SIGNTEST/` probe. A notify refused for it is retried, correctly signed, on the
+    /// usual schedule.
+    pub v3_signtest_rate: f64,
 }
 
 impl Faults {
@@ -75,6 +96,7 @@ impl Faults {
             ("garbled_rate", self.garbled_rate),
             ("drop_notify_rate", self.drop_notify_rate),
             ("late_notify_rate", self.late_notify_rate),
+            ("v3_signtest_rate", self.v3_signtest_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1 (got {rate})"));
@@ -104,6 +126,8 @@ pub struct SimulatorConfig {
     /// JSAPI orders for the openids `jscode2session` gave them, and sign shoppers in only through
     /// `jscode2session` (their `app_secret` is the Mini Program's), never through OAuth.
     pub mini_programs: Vec<SimMerchant>,
+    /// Merchant accounts that also speak API v3 (none by default).
+    pub v3_merchants: Vec<SimV3Merchant>,
     /// Multiplies notify retry delays and the refund settle delay: 1.0 is real time, 0.001 is
     /// a thousand times faster.
     pub time_factor: f64,
@@ -136,6 +160,7 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             merchants: vec![SimMerchant::demo()],
             mini_programs: vec![SimMerchant::demo_mini_program()],
+            v3_merchants: Vec::new(),
             time_factor: 1.0,
             close_min_age: Duration::from_secs(5 * 60),
             refund_min_interval: Duration::from_secs(60),
@@ -174,8 +199,32 @@ impl SimulatorConfig {
         if let Some(mp) = self.mini_programs.iter().find(|mp| self.merchant_for_appid(&mp.appid).is_some()) {
             return bad(format!("appid {} is configured as an Official Account and as a Mini Program", mp.appid));
         }
+        self.validate_v3().map_err(SimulatorError::Config)?;
         check_time_factor(self.time_factor).map_err(SimulatorError::Config)?;
         self.faults.validate().map_err(SimulatorError::Config)
+    }
+
+    /// A v3 merchant needs appids (a v2 entry with its mch_id), a serial and a readable key.
+    fn validate_v3(&self) -> Result<(), String> {
+        for (i, m) in self.v3_merchants.iter().enumerate() {
+            if !self.merchants.iter().chain(&self.mini_programs).any(|b| b.mch_id == m.mch_id) {
+                return Err(format!("v3 merchant {:?} has no appid: add a merchant with this mch_id", m.mch_id));
+            }
+            if self.v3_merchants[..i].iter().any(|o| o.mch_id == m.mch_id) {
+                return Err(format!("v3 merchant {:?} is configured twice", m.mch_id));
+            }
+            if m.serial_no.is_empty() {
+                return Err(format!("v3 merchant {:?} needs its API certificate serial", m.mch_id));
+            }
+            VerifyingKey::from_pem(&m.public_key_pem)
+                .map_err(|e| format!("v3 merchant {:?}: public_key_pem: {e}", m.mch_id))?;
+        }
+        Ok(())
+    }
+
+    /// The v3 identity of a merchant account.
+    pub(crate) fn v3_merchant(&self, mch_id: &str) -> Option<&SimV3Merchant> {
+        self.v3_merchants.iter().find(|m| m.mch_id == mch_id)
     }
 
     /// Scales a delay of the real service by `time_factor`.
@@ -274,6 +323,32 @@ mod tests {
         twice.mini_programs[0].appid = DEMO_APPID.into();
         twice.mini_programs[0].app_secret = DEMO_APP_SECRET.into();
         assert!(twice.validate().is_err());
+    }
+
+    #[test]
+    fn v3_merchants_need_appids_a_serial_and_a_key() {
+        let key = crate::wxpay::v3::MerchantKey::generate().unwrap();
+        let v3 = SimV3Merchant {
+            mch_id: DEMO_MCH_ID.into(),
+            apiv3_key: ApiV3Key::new("a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap(),
+            serial_no: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
+            public_key_pem: key.public_key_pem(),
+            public_key_mode: false,
+        };
+        let ok = SimulatorConfig { v3_merchants: vec![v3.clone()], ..SimulatorConfig::default() };
+        ok.validate().unwrap();
+        assert!(ok.v3_merchant(DEMO_MCH_ID).is_some() && ok.v3_merchant("1").is_none());
+        for bad in [
+            SimV3Merchant { mch_id: "1900000109".into(), ..v3.clone() },
+            SimV3Merchant { serial_no: String::new(), ..v3.clone() },
+            SimV3Merchant { public_key_pem: key.to_pkcs8_pem(), ..v3.clone() },
+        ] {
+            let c = SimulatorConfig { v3_merchants: vec![bad], ..SimulatorConfig::default() };
+            assert!(c.validate().is_err());
+        }
+        let twice = SimulatorConfig { v3_merchants: vec![v3.clone(), v3], ..SimulatorConfig::default() };
+        assert!(twice.validate().is_err());
+        assert!(Faults { v3_signtest_rate: 1.5, ..Faults::default() }.validate().is_err());
     }
 
     #[test]

@@ -56,6 +56,13 @@ impl FaultDice {
         ApiFaults { system_error, slow, garbled }
     }
 
+    /// Whether a v3 answer or notify delivery carries a `WECHATPAY/SIGNTEST/` probe. Drawn only
+    /// when probes are on, so that seeded runs without them replay their old sequences.
+    pub fn roll_signtest(&mut self) -> bool {
+        let rate = self.faults.v3_signtest_rate;
+        rate > 0.0 && self.chance(rate)
+    }
+
     pub fn roll_notify(&mut self) -> NotifyPlan {
         let f = self.faults.clone();
         let dropped = self.chance(f.drop_notify_rate);
@@ -117,6 +124,9 @@ mod tests {
         }
         let mut d = FaultDice::new(Faults { drop_notify_rate: 1.0, duplicate_notifies: 2, ..Faults::default() }, None);
         assert_eq!(d.roll_notify(), NotifyPlan { dropped: true, duplicates: 2, concurrent: 0, late: None });
+        assert!(!never.roll_signtest());
+        let mut probes = FaultDice::new(Faults { v3_signtest_rate: 1.0, ..Faults::default() }, None);
+        assert!(probes.roll_signtest());
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! A faithful WeChat Pay (API v2) simulator, served over HTTP: the XML API (unifiedorder,
-//! orderquery, closeorder, refund, refundquery, downloadbill), Official Account OAuth, Mini
-//! Program sign-in (`jscode2session`, with a control endpoint playing `wx.login`), the
-//! JSAPI bridge with a pay sheet, payment and refund notifies with WeChat's retry schedule, and
-//! fault injection. It is a test double that never accepts what WeChat would refuse.
+//! A faithful WeChat Pay simulator, served over HTTP: the v2 XML API (unifiedorder,
+//! orderquery, closeorder, refund, refundquery, downloadbill) and, over the same state and rules,
+//! the v3 JSON API (JSAPI prepay, query, close, refund, certificates, trade bill; see `v3`),
+//! Official Account OAuth, Mini Program sign-in (`jscode2session`, with a control endpoint
+//! playing `wx.login`), the JSAPI bridge with a pay sheet, payment and refund notifies with
+//! WeChat's retry schedule, and fault injection. It is a test double that never accepts what
+//! WeChat would refuse.
 //!
 //! Use it standalone (`wechat-checkout simulator`, see [`run_standalone`]), mounted inside a
 //! Rocket ([`mount`]), or launched on a free port by tests ([`launch`]).
 //!
 //! Choices where WeChat's documentation is silent are documented in the module that makes them:
 //! closeorder's 5-minute rule (`api::query`), refund certificate checks (`api::routes`), what
-//! counts against a refundable total (`api::refund`), the bridge's wording (`bridge`).
+//! counts against a refundable total (`api::refund`), the bridge's wording (`bridge`), and the v3
+//! statuses the reference leaves open (`v3::orders`, `v3::refunds`, `v3::bills`).
 
 pub mod bill_text;
 
@@ -23,11 +26,13 @@ mod ids;
 mod mini_program;
 mod model;
 mod notify;
+mod notify_body;
 mod oauth;
 mod server;
 mod shopper;
 mod sim;
 mod state;
+mod v3;
 mod web;
 
 use serde::Serialize;
@@ -37,12 +42,13 @@ use thiserror::Error;
 /// configuration can reach it too).
 pub use crate::wxpay::demo::{DEMO_API_KEY, DEMO_APP_SECRET, DEMO_APPID, DEMO_MCH_ID};
 pub use cli::{SimulatorArgs, run_standalone};
-pub use config::{Faults, SimMerchant, SimulatorConfig, TlsOptions};
-pub use model::{NotifyAttempt, NotifyStatus, RefundView, SimOrderView, SimRefundStatus};
+pub use config::{Faults, SimMerchant, SimV3Merchant, SimulatorConfig, TlsOptions};
+pub use model::{ApiVersion, NotifyAttempt, NotifyStatus, RefundView, SimOrderView, SimRefundStatus};
 pub use notify::RETRY_SCHEDULE;
 pub use server::{OWN_BASE, SimulatorHandle, launch, mount};
 pub use shopper::{Outcome, PayResult};
 pub use sim::Simulator;
+pub use v3::V3PlatformInfo;
 
 /// Why the simulator could not start.
 #[derive(Debug, Error)]

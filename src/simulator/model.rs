@@ -61,6 +61,17 @@ impl SimRefundStatus {
     }
 }
 
+/// The protocol an order or refund was created through: its notifies speak the same one (v2 XML,
+/// or v3 JSON with an encrypted resource and signed headers). Absent in state files written before
+/// v3 existed, hence the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    #[default]
+    V2,
+    V3,
+}
+
 /// Where the delivery of one notify stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -90,6 +101,9 @@ pub(crate) struct NotifyJob {
     /// How long the first delivery waits (the late-notify fault); 0 for none.
     #[serde(default)]
     pub first_delay_ms: u64,
+    /// v3 jobs are signed afresh at every attempt (WeChat's timestamps are those of the attempt).
+    #[serde(default)]
+    pub api: ApiVersion,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -106,6 +120,8 @@ pub(crate) struct SimRefund {
     #[serde(with = "ts::opt")]
     pub success_time: Option<DateTime<Utc>>,
     pub notify: NotifyJob,
+    #[serde(default)]
+    pub api: ApiVersion,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,6 +156,8 @@ pub(crate) struct SimOrder {
     pub closed_at: Option<DateTime<Utc>>,
     pub refunds: Vec<SimRefund>,
     pub notify: NotifyJob,
+    #[serde(default)]
+    pub api: ApiVersion,
 }
 
 impl SimOrder {
@@ -194,6 +212,11 @@ pub struct NotifyAttempt {
     /// The first 200 characters of the reply.
     pub reply: String,
     pub accepted: bool,
+    #[serde(default)]
+    pub api: ApiVersion,
+    /// A v3 delivery that carried a `WECHATPAY/SIGNTEST/` probe instead of a signature.
+    #[serde(default)]
+    pub signature_probe: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +260,9 @@ pub struct SimOrderView {
     pub refunds: Vec<RefundView>,
     pub notify_status: NotifyStatus,
     pub notify_attempts: Vec<NotifyAttempt>,
+    /// The protocol the order was created through.
+    #[serde(default)]
+    pub api: ApiVersion,
 }
 
 impl SimOrder {
@@ -266,6 +292,7 @@ impl SimOrder {
                 .filter(|a| a.mch_id == self.mch_id && a.out_trade_no == self.out_trade_no)
                 .cloned()
                 .collect(),
+            api: self.api,
         }
     }
 }

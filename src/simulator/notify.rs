@@ -1,7 +1,9 @@
-//! Notify delivery, payment and refund alike: building the messages (the payment notify signed
-//! without `sign_type`, the refund notify with an encrypted `req_info`), POSTing them on
-//! WeChat's retry schedule (scaled by `time_factor`), the drop/duplicate/concurrent/late faults, and
-//! the attempt log.
+//! Notify delivery, payment and refund alike, v2 and v3 alike (the messages are built by
+//! [`super::notify_body`]): POSTing them on WeChat's retry schedule (scaled by `time_factor`), the
+//! drop/duplicate/concurrent/late faults, and the attempt log. A v3 notify is signed afresh at each
+//! attempt, since its timestamp must be the attempt's, and may carry a `WECHATPAY/SIGNTEST/` probe
+//! (a fault): the merchant refuses it, and the retry is correctly signed. v2 is delivered when
+//! answered 200 with `return_code` SUCCESS, v3 when answered 200 or 204 (the body does not matter).
 
 use std::time::Duration;
 
@@ -9,14 +11,10 @@ use rocket::futures::future::join_all;
 
 use super::Simulator;
 use super::faults::NotifyPlan;
-use super::model::{NotifyAttempt, NotifyJob, NotifyStatus, OrderKey, SimOrder, SimRefund, SimRefundStatus};
+use super::model::{ApiVersion, NotifyAttempt, NotifyJob, NotifyStatus, OrderKey};
 use super::state::SimState;
-use crate::wxpay::money::Fen;
-use crate::wxpay::nonce::nonce_str;
-use crate::wxpay::refund_notify::encrypt_req_info;
-use crate::wxpay::sign::{self, ApiKey, SignType};
-use crate::wxpay::time;
-use crate::wxpay::xml::{self, Fields};
+use super::v3;
+use crate::wxpay::xml;
 
 /// WeChat's retry delays after the first attempt: 15 retries over about 24 hours.
 pub const RETRY_SCHEDULE: [Duration; 15] = [
@@ -63,80 +61,8 @@ fn job_mut<'a>(state: &'a mut SimState, target: &Target) -> Option<&'a mut Notif
     }
 }
 
-/// The payment notify: signed with the order's algorithm but, like WeChat's, without `sign_type`.
-pub(crate) fn payment_body(order: &SimOrder, key: &ApiKey, amount_delta: i64) -> String {
-    let amount = Fen::new(order.total_fee.get().saturating_add(amount_delta)).to_string();
-    let mut f = Fields::new();
-    f.insert("appid", order.appid.clone());
-    f.insert("mch_id", order.mch_id.clone());
-    if let Some(device) = &order.device_info {
-        f.insert("device_info", device.clone());
-    }
-    f.insert("nonce_str", nonce_str());
-    f.insert("result_code", "SUCCESS");
-    f.insert("return_code", "SUCCESS");
-    f.insert("openid", order.openid.clone().unwrap_or_default());
-    f.insert("is_subscribe", "N");
-    f.insert("trade_type", order.trade_type.clone());
-    f.insert("bank_type", order.bank_type.clone().unwrap_or_else(|| "OTHERS".into()));
-    f.insert("total_fee", amount.clone());
-    f.insert("fee_type", "CNY");
-    f.insert("cash_fee", amount);
-    f.insert("transaction_id", order.transaction_id.clone().unwrap_or_default());
-    f.insert("out_trade_no", order.out_trade_no.clone());
-    if let Some(attach) = &order.attach {
-        f.insert("attach", attach.clone());
-    }
-    f.insert("time_end", order.time_end.map(time::format_compact).unwrap_or_default());
-    let sign_type = SignType::parse(&order.sign_type).unwrap_or_default();
-    f.insert("sign", sign::sign(f.pairs(), key, sign_type));
-    f.to_xml()
-}
-
-/// The refund notify: an unsigned outer message around the AES-encrypted `<root>` document.
-pub(crate) fn refund_body(order: &SimOrder, refund: &SimRefund, key: &ApiKey) -> String {
-    let total = order.total_fee.to_string();
-    let fee = refund.refund_fee.to_string();
-    let success_time = match refund.status {
-        SimRefundStatus::Success => refund.success_time.map(time::format_dashed).unwrap_or_default(),
-        _ => String::new(),
-    };
-    let root = xml::write_document(
-        "root",
-        [
-            ("transaction_id", order.transaction_id.as_deref().unwrap_or_default()),
-            ("out_trade_no", order.out_trade_no.as_str()),
-            ("refund_id", refund.refund_id.as_str()),
-            ("out_refund_no", refund.out_refund_no.as_str()),
-            ("total_fee", total.as_str()),
-            ("settlement_total_fee", total.as_str()),
-            ("refund_fee", fee.as_str()),
-            ("settlement_refund_fee", fee.as_str()),
-            ("refund_status", refund.status.as_str()),
-            ("success_time", success_time.as_str()),
-            ("refund_recv_accout", "支付用户零钱"),
-            ("refund_account", refund.refund_account.as_str()),
-            ("refund_request_source", "API"),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty()),
-    );
-    let req_info = encrypt_req_info(&root, key);
-    let nonce = nonce_str();
-    xml::write_document(
-        "xml",
-        [
-            ("return_code", "SUCCESS"),
-            ("appid", order.appid.as_str()),
-            ("mch_id", order.mch_id.as_str()),
-            ("nonce_str", nonce.as_str()),
-            ("req_info", req_info.as_str()),
-        ],
-    )
-}
-
 /// A new job for `body`, or a dropped one when the fault dice say so.
-pub(crate) fn new_job(url: &str, body: String, plan: NotifyPlan) -> NotifyJob {
+pub(crate) fn new_job(url: &str, body: String, plan: NotifyPlan, api: ApiVersion) -> NotifyJob {
     NotifyJob {
         id: rand::random(),
         status: if plan.dropped { NotifyStatus::Dropped } else { NotifyStatus::Pending },
@@ -146,12 +72,18 @@ pub(crate) fn new_job(url: &str, body: String, plan: NotifyPlan) -> NotifyJob {
         duplicates: plan.duplicates,
         concurrent: plan.concurrent,
         first_delay_ms: plan.late.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        api,
     }
 }
 
 /// Records the fact that a dropped notify was swallowed, so tests can see it.
-pub(crate) fn dropped_attempt(sim_now: chrono::DateTime<chrono::Utc>, target: &Target, url: &str) -> NotifyAttempt {
-    attempt_record(target, 0, "dropped", sim_now, url, Sent::default())
+pub(crate) fn dropped_attempt(
+    sim_now: chrono::DateTime<chrono::Utc>,
+    target: &Target,
+    url: &str,
+    api: ApiVersion,
+) -> NotifyAttempt {
+    attempt_record(target, 0, "dropped", sim_now, url, Sent { api, ..Sent::default() })
 }
 
 #[derive(Default)]
@@ -160,6 +92,8 @@ struct Sent {
     error: Option<String>,
     reply: String,
     accepted: bool,
+    api: ApiVersion,
+    probe: bool,
 }
 
 fn attempt_record(
@@ -187,19 +121,30 @@ fn attempt_record(
         error: sent.error,
         reply: sent.reply,
         accepted: sent.accepted,
+        api: sent.api,
+        signature_probe: sent.probe,
     }
 }
 
-/// Delivered iff HTTP 200 and an XML body with return_code SUCCESS.
-fn accepts(status: u16, body: &[u8]) -> bool {
-    status == 200 && xml::parse(body).is_ok_and(|f| f.get("return_code") == Some("SUCCESS"))
+/// v2: delivered iff HTTP 200 and an XML body with return_code SUCCESS. v3: iff HTTP 200 or 204.
+fn accepts(api: ApiVersion, status: u16, body: &[u8]) -> bool {
+    match api {
+        ApiVersion::V2 => status == 200 && xml::parse(body).is_ok_and(|f| f.get("return_code") == Some("SUCCESS")),
+        ApiVersion::V3 => matches!(status, 200 | 204),
+    }
 }
 
-async fn send(http: &reqwest::Client, url: &str, body: &str) -> Sent {
-    let reply = http.post(url).header(reqwest::header::CONTENT_TYPE, "text/xml").body(body.to_owned()).send().await;
-    let mut resp = match reply {
+/// One delivery of `job` (of the merchant `mch_id`).
+async fn send(sim: &Simulator, mch_id: &str, job: &NotifyJob) -> Sent {
+    let request = sim.http().post(&job.url).body(job.body.clone());
+    let (request, probe) = match job.api {
+        ApiVersion::V2 => (request.header(reqwest::header::CONTENT_TYPE, "text/xml"), false),
+        ApiVersion::V3 => v3::sign_notify(sim, mch_id, request, &job.body),
+    };
+    let (api, sent) = (job.api, Sent { api: job.api, probe, ..Sent::default() });
+    let mut resp = match request.send().await {
         Ok(r) => r,
-        Err(e) => return Sent { error: Some(error_text(&e)), ..Sent::default() },
+        Err(e) => return Sent { error: Some(error_text(&e)), ..sent },
     };
     let status = resp.status().as_u16();
     let mut bytes = Vec::new();
@@ -209,7 +154,7 @@ async fn send(http: &reqwest::Client, url: &str, body: &str) -> Sent {
             Ok(Some(_)) => break,
             Ok(None) => break,
             Err(e) => {
-                return Sent { http_status: Some(status), error: Some(error_text(&e)), ..Sent::default() };
+                return Sent { http_status: Some(status), error: Some(error_text(&e)), ..sent };
             }
         }
     }
@@ -217,7 +162,8 @@ async fn send(http: &reqwest::Client, url: &str, body: &str) -> Sent {
         http_status: Some(status),
         error: None,
         reply: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-        accepted: accepts(status, &bytes),
+        accepted: accepts(api, status, &bytes),
+        ..sent
     }
 }
 
@@ -271,7 +217,10 @@ async fn deliver(sim: Simulator, target: Target, job_id: u64, generation: u64) {
         let first = job.next_attempt == 0;
         let copies = if first { job.concurrent.max(1) } else { 1 };
         let at = sim.now();
-        let results = join_all((0..copies).map(|_| send(sim.http(), &job.url, &job.body))).await;
+        let mch_id = match &target {
+            Target::Payment(key) | Target::Refund(key, _) => key.0.clone(),
+        };
+        let results = join_all((0..copies).map(|_| send(&sim, &mch_id, &job))).await;
         if sim.generation() != generation {
             return;
         }
@@ -298,7 +247,7 @@ async fn deliver(sim: Simulator, target: Target, job_id: u64, generation: u64) {
         if accepted {
             for _ in 0..job.duplicates {
                 let at = sim.now();
-                let sent = send(sim.http(), &job.url, &job.body).await;
+                let sent = send(&sim, &mch_id, &job).await;
                 if sim.generation() != generation {
                     return;
                 }
@@ -357,10 +306,19 @@ mod tests {
     #[test]
     fn acceptance_needs_200_and_success_xml() {
         let ok = crate::wxpay::notify::SUCCESS_REPLY.as_bytes();
-        assert!(accepts(200, ok));
-        assert!(!accepts(500, ok));
-        assert!(!accepts(200, b"SUCCESS"));
-        assert!(!accepts(200, b"<xml><return_code>FAIL</return_code></xml>"));
-        assert!(accepts(200, b"<xml><return_code>SUCCESS</return_code></xml>"));
+        let v2 = |status, body| accepts(ApiVersion::V2, status, body);
+        assert!(v2(200, ok));
+        assert!(!v2(500, ok));
+        assert!(!v2(200, b"SUCCESS"));
+        assert!(!v2(200, b"<xml><return_code>FAIL</return_code></xml>"));
+        assert!(v2(200, b"<xml><return_code>SUCCESS</return_code></xml>"));
+        assert!(!v2(204, b""));
+    }
+
+    #[test]
+    fn v3_acceptance_is_200_or_204_whatever_the_body() {
+        for (status, accepted) in [(200, true), (204, true), (202, false), (400, false), (500, false)] {
+            assert_eq!(accepts(ApiVersion::V3, status, b"{\"code\":\"FAIL\"}"), accepted, "{status}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::config::{SimulatorConfig, TlsOptions};
-use super::{Simulator, SimulatorError, api, bridge, control, ids, mini_program, notify, oauth, shopper, web};
+use super::{Simulator, SimulatorError, api, bridge, control, ids, mini_program, notify, oauth, shopper, v3, web};
 
 /// The simulator as Rocket managed state.
 pub(crate) struct Mounted(pub Simulator);
@@ -19,7 +19,7 @@ pub(crate) struct Mounted(pub Simulator);
 /// Where a launched simulator serves its own routes (shopper, bridge, control).
 pub const OWN_BASE: &str = "/simulator";
 
-/// Mounts the WeChat API routes (`/pay/...`, `/secapi/...`, `/connect/...`, `/sns/...`) at
+/// Mounts the WeChat API routes (`/pay/...`, `/secapi/...`, `/v3/...`, `/connect/...`, `/sns/...`) at
 /// `api_base` and the simulator's own routes (`shopper/`, `bridge/`, `bridge.js`, `control/`) at
 /// `own_base`; the two sets never collide, so both bases may be the same. Pending notifies and
 /// refund settlements loaded from a state file resume at liftoff. A Rocket can hold one simulator.
@@ -30,10 +30,12 @@ pub fn mount(rocket: Rocket<Build>, sim: Simulator, api_base: &str, own_base: &s
         .mount(api_base, api::routes())
         .mount(api_base, oauth::routes())
         .mount(api_base, mini_program::api_routes())
+        .mount(api_base, v3::routes())
         .mount(own_base, shopper::routes())
         .mount(own_base, bridge::routes())
         .mount(own_base, control::routes())
         .mount(own_base, mini_program::control_routes())
+        .mount(own_base, v3::control_routes())
         .mount(own_base, web::routes())
         .attach(AdHoc::on_liftoff("WeChat Pay simulator", move |_| {
             Box::pin(async move {

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::api::PREPAY_TTL;
 use super::model::{OrderState, SimOrder};
 use super::notify::{self, Target};
+use super::notify_body;
 use super::server::Mounted;
 use super::sim::clock;
 use super::web::{JsonReply, json_ok, json_status, read_json};
@@ -74,11 +75,8 @@ impl Simulator {
                     order.transaction_id = Some(ids::transaction_id(now));
                     order.time_end = Some(now);
                     order.bank_type = Some("OTHERS".into());
-                    let api_key = self.api_key_for(&order.mch_id);
-                    if let Some(api_key) = api_key {
-                        let delta = self.faults().notify_amount_delta;
-                        let body = notify::payment_body(order, &api_key, delta);
-                        order.notify = notify::new_job(&order.notify_url, body, self.roll_notify());
+                    if let Some(body) = notify_body::payment_notify(self, order, now) {
+                        order.notify = notify::new_job(&order.notify_url, body, self.roll_notify(), order.api);
                         deliver = Some(Target::Payment(key.clone()));
                     }
                 }
@@ -90,11 +88,12 @@ impl Simulator {
             };
             let url = order.notify.url.clone();
             let dropped = order.notify.status == super::model::NotifyStatus::Dropped;
+            let api = order.api;
             s.reindex(&key);
             if let Some(target) = &deliver
                 && dropped
             {
-                s.log_attempt(notify::dropped_attempt(now, target, &url));
+                s.log_attempt(notify::dropped_attempt(now, target, &url, api));
                 deliver = None;
             }
             Ok((result, deliver))

@@ -158,10 +158,15 @@ impl Simulator {
     }
 
     /// Forgets every order, refund, code and notify, resets the clock, the faults and the time
-    /// factor, and stops pending deliveries and refund settlements.
+    /// factor, and stops pending deliveries and refund settlements. The v3 platform keys stay:
+    /// merchants keep the certificates they downloaded, as they would across a real day.
     pub fn reset(&self) {
         self.inner.generation.send_modify(|g| *g += 1);
-        self.write(|s| *s = SimState::default());
+        self.write(|s| {
+            let platform = s.v3_platform.take();
+            *s = SimState::default();
+            s.v3_platform = platform;
+        });
         *lock(&self.inner.dice) = FaultDice::new(self.inner.config.faults.clone(), self.inner.config.seed);
         *lock(&self.inner.time_factor) = self.inner.config.time_factor;
     }
@@ -192,6 +197,10 @@ impl Simulator {
 
     pub(crate) fn roll_notify(&self) -> NotifyPlan {
         lock(&self.inner.dice).roll_notify()
+    }
+
+    pub(crate) fn roll_signtest(&self) -> bool {
+        lock(&self.inner.dice).roll_signtest()
     }
 
     /// Reads the state. Never call `.await` inside `f`.

@@ -5,11 +5,13 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::SimulatorError;
 use super::model::{NotifyAttempt, OAuthCode, OrderKey, OrderState, SimOrder};
+use super::v3::{BillFile, PersistedPlatform, Platform};
 use crate::wxpay::money::Fen;
 
 /// At most this many notify attempts are kept (oldest dropped first).
@@ -33,6 +35,12 @@ pub(crate) struct SimState {
     /// good with its own appid.
     pub openids: HashMap<String, String>,
     pub notify_log: Vec<NotifyAttempt>,
+    /// The v3 platform certificates and public key, created on first use and kept by reset.
+    pub v3_platform: Option<Arc<Platform>>,
+    /// v3 bill downloads by token (not persisted: a token lives five minutes).
+    pub bill_files: HashMap<String, BillFile>,
+    /// `GET /v3/certificates` answered 200 (not persisted).
+    pub v3_certificate_downloads: u64,
 }
 
 /// The persisted form: the indexes are rebuilt on load.
@@ -45,6 +53,8 @@ struct Persisted {
     #[serde(default)]
     openids: HashMap<String, String>,
     notify_log: Vec<NotifyAttempt>,
+    #[serde(default)]
+    v3_platform: Option<PersistedPlatform>,
 }
 
 impl SimState {
@@ -115,6 +125,7 @@ impl SimState {
             oauth_codes: &'a HashMap<String, OAuthCode>,
             openids: &'a HashMap<String, String>,
             notify_log: &'a [NotifyAttempt],
+            v3_platform: Option<&'a PersistedPlatform>,
         }
         serde_json::to_string(&PersistedRef {
             version: 1,
@@ -123,6 +134,7 @@ impl SimState {
             oauth_codes: &self.oauth_codes,
             openids: &self.openids,
             notify_log: &self.notify_log,
+            v3_platform: self.v3_platform.as_deref().map(Platform::persisted),
         })
     }
 
@@ -138,6 +150,11 @@ impl SimState {
             openids: p.openids,
             ..SimState::default()
         };
+        if let Some(platform) = p.v3_platform {
+            let platform = Platform::from_persisted(platform)
+                .map_err(|e| SimulatorError::State(format!("the v3 platform keys in the state file: {e}")))?;
+            state.v3_platform = Some(Arc::new(platform));
+        }
         for order in p.orders {
             state.insert_order(order);
         }
@@ -201,6 +218,7 @@ mod tests {
             closed_at: None,
             refunds: vec![],
             notify: NotifyJob::default(),
+            api: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod health;
 pub mod https;
 pub mod metrics;
 pub mod notify;
+pub mod notify_v3;
 pub mod oauth_state;
 pub mod page;
 pub mod refund_notify;
@@ -29,6 +30,7 @@ pub fn mount(rocket: Rocket<Build>, simulator: bool) -> Rocket<Build> {
         ("/", health::routes()),
         ("/", metrics::routes()),
         ("/", notify::routes()),
+        ("/", notify_v3::routes()),
         ("/", refund_notify::routes()),
         ("/", checkout::routes()),
         ("/", assets::routes()),

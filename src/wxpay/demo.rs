@@ -16,3 +16,7 @@ pub const DEMO_APP_SECRET: &str = "7c0b9a1f5e3d4c2b8a6f0e1d2c3b4a59";
 /// WeChat's) and AppSecret (only `jscode2session` uses it). Just as public as the rest.
 pub const DEMO_MINIPROGRAM_APPID: &str = "wx5f1a7c3e9b2d4068";
 pub const DEMO_MINIPROGRAM_SECRET: &str = "3e9d7b5a1c0f2e4d6b8a0c1e3f5d7b92";
+/// The demo merchant's APIv3 key (API v3 only decrypts with it; as public as the rest).
+pub const DEMO_APIV3_KEY: &str = "5e8c1d7a3f9b2e4c6a0d8f1b3e5c7a92";
+/// Where the demo merchant's v3 API private key is made at first start and kept (simulator mode).
+pub const DEMO_V3_KEY_PATH: &str = "data/wechat-v3-demo-merchant-key.pem";

@@ -1,4 +1,5 @@
-//! `err_code` values of API v2 business failures, and what each one tells the caller to do.
+//! `err_code` values of business failures (v2's, and v3's codes read onto them), and what each
+//! one tells the caller to do.
 
 use std::fmt;
 
@@ -86,6 +87,11 @@ err_codes! {
     USER_ACCOUNT_ABNORMAL => "USER_ACCOUNT_ABNORMAL", NeedsAttention;
     TRADE_OVERDUE => "TRADE_OVERDUE", NeedsAttention;
     ERROR => "ERROR", NeedsAttention;
+    // v3 names without a v2 twin (the v3 names that have one are read as the v2 name).
+    OPENID_MISMATCH => "OPENID_MISMATCH", FixRequest;
+    ACCOUNT_ERROR => "ACCOUNT_ERROR", NeedsAttention;
+    RULE_LIMIT => "RULE_LIMIT", NeedsAttention;
+    TRADE_ERROR => "TRADE_ERROR", NeedsAttention;
 }
 
 impl fmt::Display for ErrCode {

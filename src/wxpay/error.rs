@@ -31,6 +31,9 @@ pub enum WxError {
     /// A reply whose signature does not verify: possibly forged, never trusted.
     #[error("reply signature rejected: {0}")]
     BadReplySignature(VerifyError),
+    /// A v3 answer whose `Wechatpay-*` signature does not verify: possibly forged, never trusted.
+    #[error("answer signature rejected: {0}")]
+    BadAnswerSignature(super::v3::verify::SignatureError),
     /// A signed reply about another merchant (appid or mch_id differs from ours).
     #[error("reply for a different merchant: {field} is {got:?}")]
     ForeignReply { field: &'static str, got: String },
@@ -59,6 +62,8 @@ impl WxError {
     pub fn is_retryable(&self) -> bool {
         match self {
             WxError::Transport { .. } | WxError::MalformedReply(_) => true,
+            // WeChat's deliberate probes: the same request answered again is signed correctly.
+            WxError::BadAnswerSignature(super::v3::verify::SignatureError::Probe) => true,
             WxError::HttpStatus { status, .. } => *status >= 500,
             WxError::Business { code, .. } => code.action() == ErrAction::RetrySame,
             _ => false,
@@ -79,6 +84,7 @@ impl WxError {
     /// match`, also worded `appid和openid不匹配`): an openid of another app.
     pub fn is_openid_mismatch(&self) -> bool {
         match self {
+            WxError::Business { code: ErrCode::OPENID_MISMATCH, .. } => true,
             WxError::ReturnFail { return_msg: m } | WxError::Business { description: m, .. } => {
                 let m = m.to_lowercase();
                 m.contains("openid") && (m.contains("not match") || m.contains("不匹配"))

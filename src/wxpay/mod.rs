@@ -1,7 +1,9 @@
-//! WeChat Pay API v2 (XML, MD5 / HMAC-SHA256) for JSAPI payments: the protocol and nothing else.
+//! WeChat Pay for JSAPI payments, API v2 (XML, MD5 / HMAC-SHA256; the modules here) and API v3
+//! (JSON, RSA-SHA256, AES-256-GCM; [`v3`]): the protocols and nothing else.
 //!
 //! No Rocket, no Diesel, no knowledge of our orders: this module could be published as its own
-//! crate. [`PayGateway`] is the seam the rest of the product calls through.
+//! crate. [`PayGateway`] is the seam the rest of the product calls through, whichever version is
+//! behind it.
 
 pub mod bill;
 pub mod client;
@@ -24,8 +26,10 @@ pub mod reply;
 pub mod sign;
 pub mod time;
 pub mod tls;
+pub mod transport;
 pub mod types;
 pub mod unified_order;
+pub mod v3;
 pub mod xml;
 
 pub use client::{GatewayConfig, HttpPayGateway};

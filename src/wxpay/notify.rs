@@ -38,6 +38,9 @@ pub enum NotifyError {
     BadField { field: String, reason: String },
     #[error("req_info cannot be decrypted: {0}")]
     Decrypt(String),
+    /// A v2 notify reached a checkout configured for API v3, which has no APIv2 key to check it.
+    #[error("an API v2 notify, but this checkout is configured for API v3 (WECHAT_API_VERSION=v3)")]
+    WrongVersion,
 }
 
 /// Whether the payment succeeded, per `result_code`.

@@ -6,6 +6,7 @@ mod certificate;
 mod database;
 mod webhook;
 mod wechat_api;
+mod wechat_api_v3;
 
 use std::fmt;
 
@@ -90,7 +91,10 @@ pub async fn run(figment: &Figment) -> Report {
     };
     report.lines.push(Line::new(Status::Ok, "configuration", describe(&config)));
     report.lines.push(database::check(&config).await);
-    report.lines.push(wechat_api::check(&config).await);
+    report.lines.push(match config.wechat.v3 {
+        Some(_) => wechat_api_v3::check(&config).await,
+        None => wechat_api::check(&config).await,
+    });
     report.lines.push(certificate::check(&config));
     report.lines.push(webhook::check(&config).await);
     report

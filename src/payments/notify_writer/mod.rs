@@ -29,11 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::{Applied, confirm_payment};
 use super::apply_batch::confirm_payments;
 use super::liveness::{Heartbeat, Liveness};
+use super::notify::Dialect;
 use super::outbox::WebhookOutbox;
 use crate::db::notify_log::{self, NewNotifyLog};
 use crate::db::{AnyConnection, Backend, Db, DbError};
 use crate::domain::{NotifyVerdict, PaymentFacts, Rejection};
-use crate::wxpay::notify::{SUCCESS_REPLY, fail_reply};
 
 /// Upper bound on notifies per transaction, to bound latency and memory.
 const MAX_BATCH: usize = 512;
@@ -58,7 +58,7 @@ const POSTGRES_WRITERS: usize = 2;
 #[derive(Debug)]
 pub enum Work {
     /// A verified payment: apply it.
-    ConfirmPayment { out_trade_no: String, facts: PaymentFacts },
+    ConfirmPayment { out_trade_no: String, facts: PaymentFacts, dialect: Dialect },
     /// Nothing to apply (a genuine notify of a failed payment): just log it with this verdict.
     LogOnly { verdict: NotifyVerdict, reason: String, reply: String },
 }
@@ -304,7 +304,7 @@ fn apply_batch(
     let payments: Vec<(&str, &PaymentFacts)> = jobs
         .iter()
         .filter_map(|(_, work)| match work {
-            Work::ConfirmPayment { out_trade_no, facts } if !in_savepoints => Some((out_trade_no.as_str(), facts)),
+            Work::ConfirmPayment { out_trade_no, facts, .. } if !in_savepoints => Some((out_trade_no.as_str(), facts)),
             _ => None,
         })
         .collect();
@@ -315,7 +315,7 @@ fn apply_batch(
         let verdict = match work {
             Work::ConfirmPayment { facts, .. } if !in_savepoints => {
                 let applied = applied.next().ok_or_else(|| DbError::Corrupt("a payment went missing".into()))?;
-                verdict_of(&applied, facts)
+                verdict_of(&applied, facts, work_dialect(work))
             }
             _ => process(conn, work, outbox),
         };
@@ -336,16 +336,16 @@ fn process(conn: &mut AnyConnection, work: &Work, outbox: &WebhookOutbox) -> Ver
         Work::LogOnly { verdict, reason, reply } => {
             Verdict { verdict: *verdict, reason: reason.clone(), reply: reply.clone() }
         }
-        Work::ConfirmPayment { out_trade_no, facts } => {
+        Work::ConfirmPayment { out_trade_no, facts, dialect } => {
             let applied = crate::db::savepoint(conn, |c| confirm_payment(c, out_trade_no, facts, outbox));
             match applied {
-                Ok(applied) => verdict_of(&applied, facts),
+                Ok(applied) => verdict_of(&applied, facts, *dialect),
                 Err(e) => {
                     tracing::error!(%out_trade_no, error = %e, "notify could not be applied");
                     Verdict {
                         verdict: NotifyVerdict::Error,
                         reason: e.to_string(),
-                        reply: fail_reply("处理失败，请重试"),
+                        reply: dialect.failure("处理失败，请重试"),
                     }
                 }
             }
@@ -353,9 +353,17 @@ fn process(conn: &mut AnyConnection, work: &Work, outbox: &WebhookOutbox) -> Ver
     }
 }
 
-fn verdict_of(applied: &Applied, facts: &PaymentFacts) -> Verdict {
+/// The protocol a job's delivery is answered in.
+fn work_dialect(work: &Work) -> Dialect {
+    match work {
+        Work::ConfirmPayment { dialect, .. } => *dialect,
+        Work::LogOnly { .. } => Dialect::V2,
+    }
+}
+
+fn verdict_of(applied: &Applied, facts: &PaymentFacts, dialect: Dialect) -> Verdict {
     use NotifyVerdict as V;
-    let ok = |verdict: NotifyVerdict, reason: String| Verdict { verdict, reason, reply: SUCCESS_REPLY.to_owned() };
+    let ok = |verdict: NotifyVerdict, reason: String| Verdict { verdict, reason, reply: dialect.success() };
     match applied {
         Applied::Changed { transition, .. } if transition.paid_after_close => {
             ok(V::PaidAfterClose, "payment for a closed order recorded; exception raised".into())

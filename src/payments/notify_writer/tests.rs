@@ -3,6 +3,7 @@
 use super::*;
 use crate::config::{AppConfig, RawSettings};
 use crate::domain::NotifyKind;
+use crate::wxpay::notify::{SUCCESS_REPLY, fail_reply};
 
 type Done<T> = oneshot::Receiver<Result<T, String>>;
 

@@ -61,11 +61,6 @@ enum Prepared {
     Done(RefundRequested),
 }
 
-/// The refund-notify URL derived from `PUBLIC_BASE_URL`.
-pub fn refund_notify_url(public_base_url: &str) -> String {
-    format!("{}/wechat/refund-notify", public_base_url.trim_end_matches('/'))
-}
-
 /// Checks a request before anything is written.
 pub fn validate(req: &RefundRequest) -> Result<(), AppError> {
     if !is_valid_merchant_no(&req.out_refund_no, 64) {
@@ -170,7 +165,7 @@ impl Payments {
             refund_fee: refund.amount,
             refund_desc: Some(refund.reason.clone()),
             refund_account: None,
-            notify_url: Some(refund_notify_url(&self.config.public_base_url)),
+            notify_url: Some(self.config.refund_notify_url()),
         };
         let result = self.gateway.refund(&request).await;
         let no = refund.out_refund_no.clone();

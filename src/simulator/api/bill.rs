@@ -44,8 +44,17 @@ pub(crate) fn check_date(
     now: DateTime<Utc>,
     ready_hour: u32,
 ) -> Result<NaiveDate, (&'static str, &'static str)> {
+    let date = raw.and_then(|r| time::parse_bill_date(r).ok()).ok_or(("invalid bill_date", "20001"))?;
+    check_day(date, now, ready_hour)
+}
+
+/// [`check_date`] for a date already read (v3 writes it `YYYY-MM-DD`).
+pub(crate) fn check_day(
+    date: NaiveDate,
+    now: DateTime<Utc>,
+    ready_hour: u32,
+) -> Result<NaiveDate, (&'static str, &'static str)> {
     let invalid = ("invalid bill_date", "20001");
-    let date = raw.and_then(|r| time::parse_bill_date(r).ok()).ok_or(invalid)?;
     let local = now.with_timezone(&time::beijing());
     let today = local.date_naive();
     let oldest = today.checked_sub_months(Months::new(3)).ok_or(invalid)?;
@@ -115,6 +124,25 @@ pub(crate) fn records_for<'a>(
     rows.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The rows a bill of `bill_type` lists for one merchant's day (none: there is no bill).
+pub(crate) fn day_bill<'a>(
+    orders: impl Iterator<Item = &'a SimOrder>,
+    mch_id: &str,
+    date: NaiveDate,
+    bill_type: BillType,
+    device_info: Option<&str>,
+) -> Vec<BillRecord> {
+    records_for(orders, mch_id, date, device_info)
+        .into_iter()
+        .filter(|r| match bill_type {
+            BillType::All => true,
+            BillType::Success => matches!(r.kind, BillRecordKind::Payment),
+            BillType::Refund => matches!(r.kind, BillRecordKind::Refund { .. }),
+            BillType::RechargeRefund => false,
+        })
+        .collect()
+}
+
 pub(crate) fn download_bill(sim: &Simulator, req: &ApiRequest) -> BillAnswer {
     let (bill_creating, ready_hour) = (sim.faults().bill_creating, sim.config().bill_ready_hour);
     sim.read(|state| {
@@ -132,16 +160,7 @@ pub(crate) fn download_bill(sim: &Simulator, req: &ApiRequest) -> BillAnswer {
         };
         let bill_type = req.get("bill_type").and_then(BillType::parse).unwrap_or(BillType::All);
         let gzip = req.get("tar_type") == Some("GZIP");
-        let records: Vec<BillRecord> =
-            records_for(state.orders.values(), &req.merchant.mch_id, date, req.get("device_info"))
-                .into_iter()
-                .filter(|r| match bill_type {
-                    BillType::All => true,
-                    BillType::Success => matches!(r.kind, BillRecordKind::Payment),
-                    BillType::Refund => matches!(r.kind, BillRecordKind::Refund { .. }),
-                    BillType::RechargeRefund => false,
-                })
-                .collect();
+        let records = day_bill(state.orders.values(), &req.merchant.mch_id, date, bill_type, req.get("device_info"));
         if records.is_empty() {
             return BillAnswer::Error(error_doc("No Bill Exist", "20002"));
         }

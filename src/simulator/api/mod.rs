@@ -1,22 +1,27 @@
 //! The WeChat Pay API v2 endpoints: protocol layer, business handlers, fault injection, and
 //! the Rocket routes that serve them (POST XML in, `text/xml` out, HTTP 200 even for errors).
+//! The business operations themselves (`trade`, the bill rows) are protocol-neutral: the v3
+//! layer (`simulator::v3`) calls them too.
 
 mod bill;
 mod envelope;
 mod query;
 mod refund;
 mod routes;
+mod trade;
 mod unified_order;
 
-pub(crate) use envelope::ClientCert;
+pub(crate) use bill::{check_day, day_bill};
+pub(crate) use envelope::{BizError, ClientCert};
+pub(crate) use query::trade_state_desc;
 pub(crate) use refund::resume_settlements;
 pub(crate) use routes::routes;
-pub(crate) use unified_order::PREPAY_TTL;
+pub(crate) use trade::{OrderRef, RefundDraft, apply_refund, close, find, place_order};
+pub(crate) use unified_order::{PREPAY_TTL, Reentry};
 
 use super::Simulator;
 use super::faults::ApiFaults;
 use crate::wxpay::types::BillType;
-use envelope::BizError;
 
 /// The API paths the simulator serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,19 +8,21 @@ use chrono::{DateTime, Utc};
 
 use super::envelope::{ApiRequest, BizError, BizFields};
 use super::query::find_order;
-use crate::simulator::model::{OrderKey, OrderState, RefundView, SimOrder, SimRefund, SimRefundStatus};
+use super::trade::{OrderRef, RefundDraft, apply_refund};
+use crate::simulator::model::{ApiVersion, OrderKey, RefundView, SimOrder, SimRefund, SimRefundStatus};
 use crate::simulator::notify::{self, Target};
+use crate::simulator::notify_body;
 use crate::simulator::sim::clock;
-use crate::simulator::{SimError, Simulator, ids};
+use crate::simulator::{SimError, Simulator};
 use crate::wxpay::money::Fen;
 use crate::wxpay::time;
 use crate::wxpay::types::{RefundStatus, is_valid_merchant_no};
 use crate::wxpay::unified_order::validate_notify_url;
 
 pub(crate) const MAX_REFUNDS: usize = 50;
-const AMOUNTS_DIFFER: &str = "订单金额或退款金额与之前请求不一致，请核实后再试";
+pub(crate) const AMOUNTS_DIFFER: &str = "订单金额或退款金额与之前请求不一致，请核实后再试";
 
-fn param(des: impl Into<String>) -> BizError {
+pub(crate) fn param(des: impl Into<String>) -> BizError {
     BizError::new("PARAM_ERROR", des)
 }
 
@@ -112,51 +114,26 @@ pub(crate) fn refund(sim: &Simulator, req: &ApiRequest) -> Result<BizFields, Biz
     if notify_url.as_deref().is_some_and(|u| !sim.config().allows_callback(u)) {
         return Err(param("notify_url参数错误：模拟器只向本应用自己的地址发送通知"));
     }
-    let min_interval = chrono::Duration::from_std(sim.config().refund_min_interval).unwrap_or(chrono::Duration::MAX);
-    let (fields, created) = sim.write(|state| {
-        let now = clock(state.clock_offset_ms);
-        let key = find_order(state, req)?;
-        let mch_id = req.merchant.mch_id.clone();
-        if let Some(other_key) = state.refund_index.get(&(mch_id.clone(), out_refund_no.to_owned())) {
-            let order = state.orders.get(other_key).ok_or_else(|| param(AMOUNTS_DIFFER))?;
-            let existing = order.refunds.iter().find(|r| r.out_refund_no == out_refund_no);
-            return match existing {
-                Some(r) if *other_key == key && r.refund_fee == refund_fee && order.total_fee == total_fee => {
-                    Ok((refund_reply(order, r), None))
-                }
-                _ => Err(param(AMOUNTS_DIFFER)),
-            };
-        }
-        let order = state.orders.get_mut(&key).ok_or_else(|| BizError::new("ORDERNOTEXIST", "订单不存在"))?;
-        if order.state != OrderState::Success {
-            return Err(BizError::new("ORDERNOTEXIST", "订单不存在或未支付，不能退款"));
-        }
-        check_new_refund(order, total_fee, refund_fee, now, min_interval)?;
-        let refund = SimRefund {
-            out_refund_no: out_refund_no.to_owned(),
-            refund_id: ids::refund_id(now),
-            refund_fee,
-            status: SimRefundStatus::Processing,
-            refund_account: account,
-            refund_desc: req.get("refund_desc").map(str::to_owned),
-            notify_url,
-            created_at: now,
-            success_time: None,
-            notify: Default::default(),
-        };
-        let fields = refund_reply(order, &refund);
-        order.refunds.push(refund);
-        state.reindex(&key);
-        Ok((fields, Some(key)))
-    })?;
-    if let Some(key) = created {
-        schedule_settlement(sim, key, out_refund_no.to_owned());
-    }
-    Ok(fields)
+    let order = match req.get("transaction_id") {
+        Some(tx) => OrderRef::Transaction(tx),
+        None => OrderRef::OutTradeNo(req.get("out_trade_no").unwrap_or_default()),
+    };
+    let draft = RefundDraft {
+        mch_id: req.merchant.mch_id.clone(),
+        out_refund_no: out_refund_no.to_owned(),
+        total_fee,
+        refund_fee,
+        account,
+        desc: req.get("refund_desc").map(str::to_owned),
+        notify_url,
+        api: ApiVersion::V2,
+    };
+    let done = apply_refund(sim, order, draft)?;
+    Ok(refund_reply(&done.order, &done.refund))
 }
 
 /// After `refund_settle_delay × time_factor`, a refund still PROCESSING succeeds.
-fn schedule_settlement(sim: &Simulator, key: OrderKey, out_refund_no: String) {
+pub(crate) fn schedule_settlement(sim: &Simulator, key: OrderKey, out_refund_no: String) {
     let delay = sim.scaled(sim.config().refund_settle_delay);
     let generation = sim.generation();
     let task_sim = sim.clone();
@@ -193,7 +170,6 @@ fn settle(
     status: SimRefundStatus,
     only_if_processing: bool,
 ) -> Result<RefundView, SimError> {
-    let api_key = sim.api_key_for(&key.0);
     let (view, deliver) = sim.write(|state| {
         let now = clock(state.clock_offset_ms);
         let order = state.orders.get_mut(key).ok_or(SimError::UnknownRefund)?;
@@ -206,15 +182,17 @@ fn settle(
         order.refunds[index].success_time = (status == SimRefundStatus::Success).then_some(now);
         let target = Target::Refund(key.clone(), out_refund_no.to_owned());
         let mut deliver = None;
-        if let (Some(url), Some(api_key)) = (order.refunds[index].notify_url.clone(), &api_key)
+        let refund = &order.refunds[index];
+        let api = refund.api;
+        if let Some(url) = refund.notify_url.clone()
             && status != SimRefundStatus::Processing
+            && let Some(body) = notify_body::refund_notify(sim, order, refund, now)
         {
-            let body = notify::refund_body(order, &order.refunds[index], api_key);
-            let job = notify::new_job(&url, body, sim.roll_notify());
+            let job = notify::new_job(&url, body, sim.roll_notify(), api);
             let dropped = job.status == crate::simulator::model::NotifyStatus::Dropped;
             order.refunds[index].notify = job;
             if dropped {
-                state.log_attempt(notify::dropped_attempt(now, &target, &url));
+                state.log_attempt(notify::dropped_attempt(now, &target, &url, api));
             } else {
                 deliver = Some(target);
             }
@@ -309,7 +287,7 @@ pub(crate) fn refund_query(sim: &Simulator, req: &ApiRequest) -> Result<Vec<(Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::model::NotifyJob;
+    use crate::simulator::model::{NotifyJob, OrderState};
     use chrono::Duration;
 
     fn paid(total: i64) -> SimOrder {
@@ -339,6 +317,7 @@ mod tests {
             closed_at: None,
             refunds: vec![],
             notify: NotifyJob::default(),
+            api: ApiVersion::V2,
         }
     }
 
@@ -354,6 +333,7 @@ mod tests {
             created_at: at,
             success_time: None,
             notify: NotifyJob::default(),
+            api: ApiVersion::V2,
         });
     }
 

@@ -7,9 +7,10 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 
 use super::envelope::{ApiRequest, BizError, BizFields};
+use super::trade::place_order;
 use crate::simulator::Simulator;
 use crate::simulator::ids;
-use crate::simulator::model::{NotifyJob, OrderState, SimOrder};
+use crate::simulator::model::{ApiVersion, NotifyJob, OrderState, SimOrder};
 use crate::simulator::sim::clock;
 use crate::wxpay::money::Fen;
 use crate::wxpay::time;
@@ -221,23 +222,6 @@ pub(crate) fn handle(sim: &Simulator, req: &ApiRequest) -> Result<BizFields, Biz
         if !sim.config().allows_callback(given(&req.fields, "notify_url").unwrap_or_default()) {
             return Err(BizError::invalid("notify_url参数错误：模拟器只向本应用自己的地址发送通知"));
         }
-        let key = (req.merchant.mch_id.clone(), new.out_trade_no.clone());
-        if let Some(existing) = state.orders.get_mut(&key) {
-            match reentry(existing, &request, now) {
-                Reentry::Same => return Ok(reply_fields(existing)),
-                Reentry::Renew => {
-                    existing.prepay_id = ids::prepay_id(now);
-                    existing.prepay_created_at = now;
-                    let fields = reply_fields(existing);
-                    state.reindex(&key);
-                    return Ok(fields);
-                }
-                Reentry::Paid => return Err(BizError::new("ORDERPAID", "该订单已支付")),
-                Reentry::Closed => return Err(BizError::new("ORDERCLOSED", "该订单已关闭")),
-                Reentry::TradeTypeDiffers => return Err(BizError::new("OUT_TRADE_NO_USED", "商户订单号重复")),
-                Reentry::Differs => return Err(BizError::invalid("201 商户订单号重复")),
-            }
-        }
         let own = |k: &str| req.get(k).map(str::to_owned);
         let order = SimOrder {
             appid: req.merchant.appid.clone(),
@@ -264,10 +248,16 @@ pub(crate) fn handle(sim: &Simulator, req: &ApiRequest) -> Result<BizFields, Biz
             closed_at: None,
             refunds: Vec::new(),
             notify: NotifyJob::default(),
+            api: ApiVersion::V2,
         };
-        let fields = reply_fields(&order);
-        state.insert_order(order);
-        Ok(fields)
+        match place_order(state, order, now) {
+            Ok(order) => Ok(reply_fields(&order)),
+            Err(Reentry::Paid) => Err(BizError::new("ORDERPAID", "该订单已支付")),
+            Err(Reentry::Closed) => Err(BizError::new("ORDERCLOSED", "该订单已关闭")),
+            Err(Reentry::TradeTypeDiffers) => Err(BizError::new("OUT_TRADE_NO_USED", "商户订单号重复")),
+            // Differs: place_order refuses nothing else.
+            Err(_) => Err(BizError::invalid("201 商户订单号重复")),
+        }
     })
 }
 
@@ -371,6 +361,7 @@ mod tests {
             closed_at: None,
             refunds: vec![],
             notify: NotifyJob::default(),
+            api: ApiVersion::V2,
         }
     }
 
