@@ -147,6 +147,63 @@ async fn hostile_v3_notifies_change_nothing_and_are_logged_apart() {
     .await;
 }
 
+/// Notifies that are WeChat's in every way but one: a stale signature, a tampered ciphertext (signed
+/// as sent), an amount that is not the order's. The first two are refused and logged apart; the
+/// third is genuine, so it is acknowledged and raised for staff, and the order stays unpaid.
+#[tokio::test]
+async fn stale_tampered_or_wrong_amount_v3_notifies_never_pay_the_order() {
+    on_every_backend_with(v3, |app, _| async move {
+        let db = app.db_handle();
+        // Refusals are answered with their status (and logged apart, within the per-client limit
+        // that the retries of the first case soon reach, so the answers are what is checked).
+        for (no_suffix, faults, status) in [
+            ("STALE", json!({ "v3_notify_clock_skew_seconds": -600 }), 401),
+            (
+                "TAMPER",
+                json!({ "v3_tampered_ciphertext": true, "v3_notify_clock_skew_seconds": 0, "drop_notify_rate": 0.0 }),
+                400,
+            ),
+        ] {
+            let (no, prepay) = app.paying_order(&format!("V3-{no_suffix}"), 600).await;
+            app.control("faults", faults).await;
+            assert!(app.shopper(&prepay, "ok").await.status().is_success());
+            let mut answered = Vec::new();
+            for _ in 0..400 {
+                let attempts: Value = app.get_json("/simulator/control/notifies").await;
+                answered = attempts
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a["out_trade_no"] == no.as_str() && !a["http_status"].is_null())
+                    .map(|a| (a["http_status"].as_u64().unwrap(), a["accepted"].as_bool().unwrap()))
+                    .collect();
+                if !answered.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            assert!(
+                !answered.is_empty() && answered.iter().all(|a| *a == (status, false)),
+                "{no_suffix}: {answered:?}"
+            );
+            assert_eq!(order_row(&db, &no).state.as_str(), "PAYING", "{no_suffix}");
+            app.control("faults", json!({ "drop_notify_rate": 1.0 })).await;
+        }
+        // (The control API changes only the faults it is given.)
+        app.control("faults", json!({ "v3_tampered_ciphertext": false, "drop_notify_rate": 0.0 })).await;
+        let (no, prepay) = app.paying_order("V3-AMOUNT", 600).await;
+        app.control("faults", json!({ "notify_amount_delta": -1 })).await;
+        assert!(app.shopper(&prepay, "ok").await.status().is_success());
+        common::app::eventually("the wrong-amount notify", || !log_of(&app, &no).is_empty()).await;
+        assert_eq!(log_of(&app, &no)[0].verdict, "amount_mismatch");
+        assert_eq!(order_row(&db, &no).state.as_str(), "PAYING");
+        let raised = wechat_checkout::db::exceptions::for_order(&mut db.conn().unwrap(), &no).unwrap();
+        assert!(raised.iter().any(|e| e.kind == "amount_mismatch"), "{raised:?}");
+        app
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_v3_refund_is_settled_by_its_refund_notify() {
     on_every_backend_with(v3, |app, _| async move {

@@ -18,21 +18,23 @@ pub struct Req {
     pub method: &'static str,
     pub path: String,
     pub body: String,
+    /// Headers of this request alone (a v3 notify's signature), after the run's.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Req {
     pub fn get(path: String) -> Req {
-        Req { method: "GET", path, body: String::new() }
+        Req { method: "GET", path, body: String::new(), headers: Vec::new() }
     }
 
     pub fn post(path: &str, body: String) -> Req {
-        Req { method: "POST", path: path.to_owned(), body }
+        Req { method: "POST", path: path.to_owned(), body, headers: Vec::new() }
     }
 
     /// The request on the wire, with the run's headers.
     fn to_bytes(&self, headers: &[(&'static str, String)]) -> Vec<u8> {
         let mut head = format!("{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\n", self.method, self.path);
-        for (name, value) in headers {
+        for (name, value) in headers.iter().chain(&self.headers) {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", self.body.len()));

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use wechat_checkout::wxpay::v3::MerchantKey;
 
 use database::BenchDb;
 use loadgen::{Figures, Load, Mode, Req};
@@ -51,7 +52,14 @@ struct Args {
     /// Threads of the load generator (it shares the machine with the server).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// The WeChat Pay API the server is on, which decides the notifies sent: v2 (signed XML) or
+    /// v3 (signed JSON with an AES-256-GCM resource, verified with the WeChat Pay public key).
+    #[arg(long, default_value = "v2", value_parser = ["v2", "v3"])]
+    api_version: String,
 }
+
+/// The WeChat Pay public key ID the v3 bench's server is given with the key it signs notifies with.
+const BENCH_PUBLIC_KEY_ID: &str = "PUB_KEY_ID_0100000000000000000000000001";
 
 #[tokio::main]
 async fn main() {
@@ -117,7 +125,17 @@ impl Driver<'_> {
 }
 
 async fn run_backend(args: &Args, db: &BenchDb, dir: &std::path::Path, table: &mut Table) {
-    let server = Server::start(&args.server, db.url(), dir);
+    // Under v3 the server verifies notifies with a public key whose private half signs them here.
+    let platform = (args.api_version == "v3").then(|| MerchantKey::generate().expect("an RSA key pair"));
+    let extra_env: Vec<(&str, String)> = match &platform {
+        Some(key) => vec![
+            ("WECHAT_API_VERSION", "v3".to_owned()),
+            ("WECHAT_PLATFORM_PUBLIC_KEY", key.public_key_pem()),
+            ("WECHAT_PLATFORM_PUBLIC_KEY_ID", BENCH_PUBLIC_KEY_ID.to_owned()),
+        ],
+        None => Vec::new(),
+    };
+    let server = Server::start(&args.server, db.url(), dir, &extra_env);
     let base = server.base_url();
     tokio::time::sleep(Duration::from_secs(2)).await;
     table.memory_idle(db.name(), server.rss_kib(), server.start_to_first_answer);
@@ -132,18 +150,26 @@ async fn run_backend(args: &Args, db: &BenchDb, dir: &std::path::Path, table: &m
 
     let (notified, rest) = orders.split_at(args.notifies.min(orders.len()));
     let (storm, paying) = rest.split_at(args.storm_orders.min(rest.len()));
-    let xml = [("content-type", "text/xml".to_owned())];
-    eprintln!(" {} distinct notifies", notified.len());
+    let notifies = |set: &[(String, i64)], first: usize, copies: usize| match &platform {
+        Some(key) => workloads::notifies_v3(set, first, copies, key, BENCH_PUBLIC_KEY_ID),
+        None => workloads::notifies(set, first, copies),
+    };
+    let xml = match platform {
+        Some(_) => Vec::new(),
+        None => vec![("content-type", "text/xml".to_owned())],
+    };
+    eprintln!(" {} distinct notifies ({})", notified.len(), args.api_version);
+    let distinct = notifies(notified, 0, 1);
     let sampler = server.sample_rss();
-    let notify = driver.load(workloads::notifies(notified, 0, 1), Mode::Once, &xml, 200, "SUCCESS");
+    let notify = driver.load(distinct, Mode::Once, &xml, 200, "SUCCESS");
     eprintln!(" duplicate storm: {} orders x 5", storm.len());
-    let stormed = driver.load(workloads::notifies(storm, args.notifies, 5), Mode::Once, &xml, 200, "SUCCESS");
+    let stormed = driver.load(notifies(storm, args.notifies, 5), Mode::Once, &xml, 200, "SUCCESS");
     let peak_kib = sampler.finish();
     let (states, transitions) = (db.states(), db.paid_transitions());
     let all_paid = |set: &[(String, i64)]| set.iter().all(|(no, _)| states.get(no).is_some_and(|s| s == "PAID"));
     let once = storm.iter().all(|(no, _)| transitions.get(no) == Some(&1));
-    table.notify(db.name(), &notify, all_paid(notified));
-    table.storm(db.name(), &stormed, all_paid(storm) && once);
+    table.notify(db.name(), &args.api_version, &notify, all_paid(notified));
+    table.storm(db.name(), &args.api_version, &stormed, all_paid(storm) && once);
     table.memory_load(db.name(), peak_kib);
 
     let paying: Vec<String> = paying.iter().map(|(no, _)| no.clone()).collect();

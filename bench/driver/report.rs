@@ -60,19 +60,24 @@ impl Table {
         self.rows.push(Row { path, backend, figure, target: target.to_owned(), met });
     }
 
-    pub fn notify(&mut self, backend: &'static str, f: &Figures, all_paid: bool) {
-        let (min, p99, target) = match backend {
-            "SQLite" => (10_000, 20_000, "≥ 10,000/s, p99 ≤ 20 ms"),
+    /// Distinct notifies of API `version`: v3's each cost an RSA verification and an AES-GCM
+    /// decryption more, hence its own target (issue 14: 6,000/s on SQLite).
+    pub fn notify(&mut self, backend: &'static str, version: &str, f: &Figures, all_paid: bool) {
+        let (min, p99, target) = match (backend, version) {
+            ("SQLite", "v3") => (6_000, 20_000, "≥ 6,000/s, p99 ≤ 20 ms"),
+            ("SQLite", _) => (10_000, 20_000, "≥ 10,000/s, p99 ≤ 20 ms"),
             _ => (5_000, 30_000, "≥ 5,000/s, p99 ≤ 30 ms"),
         };
         let met = clean(f) && all_paid && f.per_second() >= min && f.p99_us <= p99;
-        self.push("notify, distinct", backend, rate(f, "", all_paid, "every order PAID"), target, met);
+        let path = if version == "v3" { "notify v3, distinct" } else { "notify, distinct" };
+        self.push(path, backend, rate(f, "", all_paid, "every order PAID"), target, met);
     }
 
-    pub fn storm(&mut self, backend: &'static str, f: &Figures, one_transition_each: bool) {
+    pub fn storm(&mut self, backend: &'static str, version: &str, f: &Figures, one_transition_each: bool) {
         let met = clean(f) && one_transition_each && f.per_second() >= 10_000;
         let figure = rate(f, " deliveries", one_transition_each, "one transition per order");
-        self.push("duplicate storm (5×)", backend, figure, "≥ 10,000 deliveries/s, one transition per order", met);
+        let path = if version == "v3" { "duplicate storm v3 (5×)" } else { "duplicate storm (5×)" };
+        self.push(path, backend, figure, "≥ 10,000 deliveries/s, one transition per order", met);
     }
 
     pub fn checkout(&mut self, backend: &'static str, f: &Figures) {

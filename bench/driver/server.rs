@@ -22,7 +22,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `binary` on `db_url` in `dir`, and waits for its first answer.
-    pub fn start(binary: &Path, db_url: &str, dir: &Path) -> Server {
+    pub fn start(binary: &Path, db_url: &str, dir: &Path, extra_env: &[(&str, String)]) -> Server {
         let binary = std::fs::canonicalize(binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
         let port = free_port();
         let log = std::fs::File::create(dir.join("server.log")).expect("the server log opens");
@@ -43,6 +43,7 @@ impl Server {
             .env("ADMIN_PASSWORD", "bench-admin-password")
             .env("SIMULATOR", "on")
             .env("JOBS", "off")
+            .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("the log handle clones"))
             .stderr(log)

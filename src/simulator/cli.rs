@@ -125,6 +125,7 @@ impl SimulatorArgs {
             notify_amount_delta: self.fault_notify_amount_delta,
             bill_creating: self.fault_bill_creating,
             v3_signtest_rate: self.fault_v3_signtest_rate,
+            ..Faults::default()
         }
     }
 

@@ -85,6 +85,12 @@ pub struct Faults {
     /// `WECHATPAY/SIGNTEST/` probe. A notify refused for it is retried, correctly signed, on the
     /// usual schedule.
     pub v3_signtest_rate: f64,
+    /// v3 notifies are signed as if WeChat's clock were this many seconds off (negative: behind),
+    /// correctly otherwise: the merchant's five-minute window is what refuses them.
+    pub v3_notify_clock_skew_seconds: i64,
+    /// v3 notifies carry a ciphertext with one character changed, signed as sent: only the
+    /// AES-GCM tag can tell.
+    pub v3_tampered_ciphertext: bool,
 }
 
 impl Faults {
@@ -104,6 +110,9 @@ impl Faults {
         }
         if self.concurrent_notifies > 64 || self.duplicate_notifies > 64 {
             return Err("duplicate_notifies and concurrent_notifies must be at most 64".into());
+        }
+        if self.v3_notify_clock_skew_seconds.abs() > 86_400 {
+            return Err("v3_notify_clock_skew_seconds must be within a day either way".into());
         }
         Ok(())
     }

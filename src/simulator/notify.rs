@@ -136,9 +136,9 @@ fn accepts(api: ApiVersion, status: u16, body: &[u8]) -> bool {
 
 /// One delivery of `job` (of the merchant `mch_id`).
 async fn send(sim: &Simulator, mch_id: &str, job: &NotifyJob) -> Sent {
-    let request = sim.http().post(&job.url).body(job.body.clone());
+    let request = sim.http().post(&job.url);
     let (request, probe) = match job.api {
-        ApiVersion::V2 => (request.header(reqwest::header::CONTENT_TYPE, "text/xml"), false),
+        ApiVersion::V2 => (request.body(job.body.clone()).header(reqwest::header::CONTENT_TYPE, "text/xml"), false),
         ApiVersion::V3 => v3::sign_notify(sim, mch_id, request, &job.body),
     };
     let (api, sent) = (job.api, Sent { api: job.api, probe, ..Sent::default() });

@@ -76,7 +76,8 @@ pub(crate) fn refund_envelope(
     Some(envelope(key, "refund", event_type, summary, &plain, now))
 }
 
-/// Adds the signed headers of one delivery to `request`; true when it carries a probe.
+/// Puts one delivery's body and signed headers on `request` (the clock-skew and tampering faults
+/// applied); true when it carries a probe.
 pub(crate) fn sign_notify(
     sim: &Simulator,
     mch_id: &str,
@@ -85,13 +86,27 @@ pub(crate) fn sign_notify(
 ) -> (reqwest::RequestBuilder, bool) {
     let public_key = sim.config().v3_merchant(mch_id).is_some_and(|m| m.public_key_mode);
     let probe = sim.roll_signtest();
+    let faults = sim.faults();
+    let body = if faults.v3_tampered_ciphertext { tampered(body) } else { body.to_owned() };
     let mut request = request
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Request-ID", format!("{}-0", ids::random_hex(44).to_uppercase()));
-    for (name, value) in sim.platform().sign(public_key, body.as_bytes(), probe) {
+    let skew = faults.v3_notify_clock_skew_seconds;
+    for (name, value) in sim.platform().sign_skewed(public_key, body.as_bytes(), probe, skew) {
         request = request.header(name, value);
     }
-    (request, probe)
+    (request.body(body), probe)
+}
+
+/// The envelope with one character of its ciphertext changed (still Base64).
+fn tampered(body: &str) -> String {
+    let Ok(mut envelope) = serde_json::from_str::<NotifyEnvelope>(body) else { return body.to_owned() };
+    let mut chars: Vec<char> = envelope.resource.ciphertext.chars().collect();
+    if let Some(c) = chars.first_mut() {
+        *c = if *c == 'A' { 'B' } else { 'A' };
+    }
+    envelope.resource.ciphertext = chars.into_iter().collect();
+    serde_json::to_string(&envelope).expect("an envelope serializes")
 }
 
 #[cfg(test)]

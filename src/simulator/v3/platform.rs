@@ -169,13 +169,24 @@ impl Platform {
     /// against its own) by the public key when asked, by the current certificate otherwise; or a
     /// `WECHATPAY/SIGNTEST/` probe in place of the signature.
     pub fn sign(&self, public_key: bool, body: &[u8], probe: bool) -> Vec<(&'static str, String)> {
+        self.sign_skewed(public_key, body, probe, 0)
+    }
+
+    /// [`Platform::sign`] with a timestamp `skew_seconds` off the real clock (a fault).
+    pub fn sign_skewed(
+        &self,
+        public_key: bool,
+        body: &[u8],
+        probe: bool,
+        skew_seconds: i64,
+    ) -> Vec<(&'static str, String)> {
         let (serial, key) = if public_key {
             (self.public_key_id.as_str(), &self.public_key)
         } else {
             let current = self.current();
             (current.certificate.serial_no.as_str(), &current.key)
         };
-        let timestamp = Utc::now().timestamp().to_string();
+        let timestamp = Utc::now().timestamp().saturating_add(skew_seconds).to_string();
         let nonce = ids::random_hex(32);
         let signature = if probe {
             format!("{PROBE_PREFIX}{}", crate::wxpay::nonce::random_alphanumeric(64))
