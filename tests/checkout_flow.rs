@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::app::{PATIENCE, browser, on_every_backend, order_row, prepay_id};
+use common::app::{PATIENCE, browser, on_every_backend_and_version, order_row, prepay_id};
 use serde_json::{Value, json};
 use wechat_checkout::db::events;
 
 #[tokio::test]
 async fn create_oauth_pay_notify_paid() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let order = app.create_order("M-PAY-1", 1990).await;
         let no = order["out_trade_no"].as_str().unwrap().to_owned();
         assert_eq!(order["state"], "CREATED");
@@ -56,7 +56,7 @@ async fn create_oauth_pay_notify_paid() {
 
 #[tokio::test]
 async fn cancel_then_retry_then_pay() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let order = app.create_order("M-CANCEL-1", 1).await;
         let no = order["out_trade_no"].as_str().unwrap().to_owned();
         let jsapi = app.jsapi(&no).await;
@@ -77,7 +77,7 @@ async fn cancel_then_retry_then_pay() {
 
 #[tokio::test]
 async fn an_order_never_paid_stays_paying() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let order = app.create_order("M-IDLE-1", 500).await;
         let no = order["out_trade_no"].as_str().unwrap().to_owned();
         app.jsapi(&no).await;
@@ -96,7 +96,7 @@ async fn an_order_never_paid_stays_paying() {
 /// knows of (its notify lost) is picked up by a poll once a query is due, and only that writes.
 #[tokio::test]
 async fn status_polling_writes_nothing_until_wechat_says_paid() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let (no, prepay) = app.paying_order("M-POLL-1", 700).await;
         let db = app.db_handle();
         let before = order_row(&db, &no);
@@ -136,7 +136,7 @@ async fn status_polling_writes_nothing_until_wechat_says_paid() {
 /// paid, the link shows the paid page to anyone, without the first shopper's openid.
 #[tokio::test]
 async fn another_shopper_is_told_the_order_is_taken() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let (no, prepay) = app.paying_order("M-TAKEN-1", 1200).await;
         let db = app.db_handle();
         let before = order_row(&db, &no);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use common::admin::{console_refund, sign_in};
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_with, order_row};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_and_version_with, order_row};
 use diesel::prelude::*;
 use rocket::figment::Figment;
 use serde_json::json;
@@ -51,7 +51,7 @@ where
             // The reconciler runs with the other jobs; its bills stay in the test's directory.
             .merge(("bill_dir", bills.to_string_lossy().into_owned()))
     };
-    on_every_backend_with(tweak, |app, _| scenario(app)).await;
+    on_every_backend_and_version_with(tweak, |app, _| scenario(app)).await;
 }
 
 fn schedule_of(db: &Db, no: &str) -> orders::QuerySchedule {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, NaiveDateTime, Utc};
 use common::admin::{STAFF_PASSWORD, console_refund, create_staff, get, sign_in};
-use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_with, order_row};
+use common::app::{ADMIN_PASSWORD, ADMIN_USER, TestApp, eventually, on_every_backend_and_version_with, order_row};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 use wechat_checkout::db::reconciliation;
@@ -50,7 +50,8 @@ where
     F: Fn(TestApp, PathBuf) -> Fut,
     Fut: Future<Output = TestApp>,
 {
-    on_every_backend_with(|f, bills| f.merge(("bill_dir", bills.to_string_lossy().into_owned())), scenario).await;
+    on_every_backend_and_version_with(|f, bills| f.merge(("bill_dir", bills.to_string_lossy().into_owned())), scenario)
+        .await;
 }
 
 /// The jobs of another instance on the app's database, keeping its bills in `bills` (as the app

@@ -78,7 +78,9 @@ async fn a_v3_shopper_pays_and_the_notify_is_applied_once() {
         assert_eq!(log.len(), 1, "{log:?}");
         assert_eq!(log[0].verdict, "paid");
         assert_eq!(log[0].reply, r#"{"code":"SUCCESS","message":"成功"}"#);
-        assert!(log[0].raw_body.contains("\"resource\"") && log[0].raw_body.contains("\"trade_state\":\"SUCCESS\""));
+        // Kept as received: its signature headers, then the body with the resource still encrypted.
+        assert!(log[0].raw_body.starts_with("Wechatpay-Timestamp: "), "{}", log[0].raw_body);
+        assert!(log[0].raw_body.contains("\n\n{") && log[0].raw_body.contains("\"ciphertext\""));
 
         // Delivered ten times at once (as WeChat may): one payment, nine duplicates, all answered 200.
         let (again, prepay) = app.paying_order("V3-PAY-2", 800).await;

@@ -197,12 +197,21 @@ async fn an_order_without_any_url_gets_no_event() {
     .await;
 }
 
+/// On WeChat Pay API v2 and v3 alike: the events are the same whatever the protocol below.
 #[tokio::test]
 async fn order_refunded_follows_a_successful_refund() {
+    for version in ["v2", "v3"] {
+        order_refunded_follows_a_successful_refund_on(version).await;
+    }
+}
+
+async fn order_refunded_follows_a_successful_refund_on(version: &'static str) {
     on_every_database("order_refunded_follows_a_successful_refund", |store, dir| async move {
         let merchant = receiver(0, Duration::ZERO).await;
         let hook = merchant.url("/hooks");
-        let app = TestApp::start(store, dir, |f| webhook_settings(f, Some(hook))).await;
+        let app =
+            TestApp::start(store, dir, |f| webhook_settings(f, Some(hook)).merge(("wechat_api_version", version)))
+                .await;
         let no = create_order(&app, "WH-REFUND-1", 1990, None).await;
         pay(&app, &no).await;
         let admin = sign_in(&app, ADMIN_USER, ADMIN_PASSWORD).await;

@@ -85,19 +85,7 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, SignIn), StartError> {
     };
     let gateway = HttpPayGateway::new(merchant.clone(), gateway_config(&config)?)
         .map_err(|e| StartError::Other(format!("WeChat Pay client: {e}")))?;
-    let v3 = match &config.wechat.v3 {
-        Some(v3) => {
-            let cache = DbCertificateCache {
-                db: db.clone(),
-                mch_id: config.wechat.mch_id.clone(),
-                owner: config.jobs.instance_id.clone(),
-            };
-            let client = V3PayGateway::new(v3_merchant(&config, v3), gateway_config(&config)?)
-                .map_err(|e| StartError::Other(format!("WeChat Pay API v3 client: {e}")))?;
-            Some(Arc::new(client.with_certificate_cache(Arc::new(cache))))
-        }
-        None => None,
-    };
+    let v3 = v3_gateway(&config, &db)?;
     let oauth = OAuthClient::new(
         &config.wechat.sns_base,
         &config.wechat.appid,
@@ -118,6 +106,20 @@ fn assemble(config: Arc<AppConfig>) -> Result<(Payments, SignIn), StartError> {
         None => payments,
     };
     Ok((payments, SignIn { oauth, mini_program }))
+}
+
+/// The API v3 client of a configuration on v3 (none on v2), sharing its platform certificates
+/// through `db`.
+pub fn v3_gateway(config: &AppConfig, db: &Db) -> Result<Option<Arc<V3PayGateway>>, StartError> {
+    let Some(v3) = &config.wechat.v3 else { return Ok(None) };
+    let cache = DbCertificateCache {
+        db: db.clone(),
+        mch_id: config.wechat.mch_id.clone(),
+        owner: config.jobs.instance_id.clone(),
+    };
+    let client = V3PayGateway::new(v3_merchant(config, v3), gateway_config(config)?)
+        .map_err(|e| StartError::Other(format!("WeChat Pay API v3 client: {e}")))?;
+    Ok(Some(Arc::new(client.with_certificate_cache(Arc::new(cache)))))
 }
 
 /// The v3 merchant of the configuration: its signer, APIv3 key, appids and how WeChat is verified.

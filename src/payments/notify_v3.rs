@@ -19,6 +19,22 @@ pub struct NotifyAnswer {
     pub body: String,
 }
 
+/// One v3 delivery as received: its signature headers (or which is missing), its body, and the
+/// time it is checked at (now; for a stored delivery re-processed, when it arrived).
+pub struct Delivery<'a> {
+    pub headers: Result<SignedHeaders, SignatureError>,
+    pub body: &'a [u8],
+    pub at: i64,
+    pub remote_addr: Option<String>,
+}
+
+impl Delivery<'_> {
+    /// The delivery as the log keeps it: headers, a blank line, the body as received.
+    fn stored(&self) -> String {
+        SignedHeaders::stored(self.headers.as_ref().ok(), self.body)
+    }
+}
+
 impl NotifyAnswer {
     /// 200 for the acknowledgement, `failed` for anything else.
     fn of(body: String, failed: u16) -> NotifyAnswer {
@@ -29,22 +45,17 @@ impl NotifyAnswer {
 
 impl Payments {
     /// Processes one v3 payment notify. Never panics, whatever arrives.
-    pub async fn handle_payment_notify_v3(
-        &self,
-        headers: Result<SignedHeaders, SignatureError>,
-        body: &[u8],
-        remote_addr: Option<String>,
-    ) -> NotifyAnswer {
-        let opened = self.open_v3::<Transaction>(headers, body, "transaction").await;
+    pub async fn handle_payment_notify_v3(&self, delivery: Delivery<'_>) -> NotifyAnswer {
+        let opened = self.open_v3::<Transaction>(&delivery, "transaction").await;
         let paid = opened.and_then(|o| {
             let (mchid, appids) = self.v3.as_ref().map(|v3| v3.ours()).unwrap_or_default();
-            notify::payment(&o, &Ours { mchid: &mchid, appids: &appids }).map(|p| (o, p))
+            notify::payment(&o, &Ours { mchid: &mchid, appids: &appids })
         });
-        let (opened, paid) = match paid {
-            Ok(ok) => ok,
-            Err(e) => return self.refuse_v3(NotifyKind::Payment, body, remote_addr, e).await,
+        let paid = match paid {
+            Ok(paid) => paid,
+            Err(e) => return self.refuse_v3(NotifyKind::Payment, delivery, e).await,
         };
-        let mut log = NewNotifyLog::received(NotifyKind::Payment, stored_body(body, &opened), remote_addr);
+        let mut log = NewNotifyLog::received(NotifyKind::Payment, delivery.stored(), delivery.remote_addr);
         log.out_trade_no = Some(paid.out_trade_no.clone());
         log.transaction_id = Some(paid.transaction_id.clone());
         let work = Work::ConfirmPayment {
@@ -72,13 +83,8 @@ impl Payments {
     }
 
     /// Processes one v3 refund notify. Never panics, whatever arrives.
-    pub async fn handle_refund_notify_v3(
-        &self,
-        headers: Result<SignedHeaders, SignatureError>,
-        body: &[u8],
-        remote_addr: Option<String>,
-    ) -> NotifyAnswer {
-        let opened = self.open_v3::<RefundResource>(headers, body, "refund").await;
+    pub async fn handle_refund_notify_v3(&self, delivery: Delivery<'_>) -> NotifyAnswer {
+        let opened = self.open_v3::<RefundResource>(&delivery, "refund").await;
         let read = opened.and_then(|o| {
             let mchid = self.v3.as_ref().map(|v3| v3.ours().0).unwrap_or_default();
             notify::refund(&o, &mchid)
@@ -87,11 +93,11 @@ impl Payments {
             Ok(refund) => {
                 // As for v2, the refund's resource stays encrypted in the log; the decrypted fields
                 // staff need go into its reason.
-                let raw = String::from_utf8_lossy(body).into_owned();
-                let reply = self.apply_refund_notify(refund, raw, remote_addr, Dialect::V3).await;
+                let reply =
+                    self.apply_refund_notify(refund, delivery.stored(), delivery.remote_addr, Dialect::V3).await;
                 NotifyAnswer::of(reply, 500)
             }
-            Err(e) => self.refuse_v3(NotifyKind::Refund, body, remote_addr, e).await,
+            Err(e) => self.refuse_v3(NotifyKind::Refund, delivery, e).await,
         }
     }
 
@@ -110,18 +116,18 @@ impl Payments {
 
     async fn open_v3<T: serde::de::DeserializeOwned>(
         &self,
-        headers: Result<SignedHeaders, SignatureError>,
-        body: &[u8],
+        delivery: &Delivery<'_>,
         original_type: &'static str,
     ) -> Result<Opened<T>, V3NotifyError> {
         let Some(v3) = &self.v3 else {
             // Configured for v2: no v3 key can verify it.
             return Err(V3NotifyError::Signature(SignatureError::UnknownSerial("(this checkout is on API v2)".into())));
         };
-        v3.open_notify(&headers?, body, original_type).await
+        let headers = delivery.headers.as_ref().map_err(|e| V3NotifyError::Signature(e.clone()))?;
+        v3.open_notify(headers, delivery.body, original_type, delivery.at).await
     }
 
-    async fn refuse_v3(&self, kind: NotifyKind, body: &[u8], remote: Option<String>, e: V3NotifyError) -> NotifyAnswer {
+    async fn refuse_v3(&self, kind: NotifyKind, delivery: Delivery<'_>, e: V3NotifyError) -> NotifyAnswer {
         let (verdict, message) = match &e {
             V3NotifyError::Signature(_) => (NotifyVerdict::BadSignature, "签名错误"),
             V3NotifyError::Decrypt(_) => (NotifyVerdict::DecryptFailed, "解密失败"),
@@ -131,13 +137,8 @@ impl Payments {
             }
         };
         let answer = NotifyAnswer { status: e.status(), body: fail_answer(message) };
-        self.record_refused(kind, body, remote, verdict, e.to_string(), &answer.body).await;
+        let stored = delivery.stored();
+        self.record_refused(kind, stored.as_bytes(), delivery.remote_addr, verdict, e.to_string(), &answer.body).await;
         answer
     }
-}
-
-/// What a payment's log keeps: the body as received, then the decrypted transaction (v2 payment
-/// notifies are plaintext, so staff read the same facts for either).
-fn stored_body<T>(body: &[u8], opened: &Opened<T>) -> String {
-    format!("{}\n{}", String::from_utf8_lossy(body), opened.plaintext)
 }

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::Payments;
+use super::notify_v3::Delivery;
 use super::query::{QueryAnswer, Refreshed};
 use super::refund::RefundSync;
 use crate::db::{DbError, audit, exceptions, notify_log, webhooks};
@@ -12,6 +13,7 @@ use crate::domain::webhook::Resend;
 use crate::domain::{Actor, AuditAction, NotifyKind, Order};
 use crate::error::AppError;
 use crate::wxpay::notify::SUCCESS_REPLY;
+use crate::wxpay::v3::verify::SignedHeaders;
 
 /// What a staff re-query found.
 #[derive(Debug)]
@@ -110,12 +112,27 @@ impl Payments {
         let row = self.db.read(move |c| notify_log::find(c, id)).await?.ok_or(AppError::NotFound("notify"))?;
         // Marks the new log row as a re-run by staff, not a delivery from WeChat's address.
         let remote = Some(format!("admin:{} (re-process #{id})", actor.username));
-        let reply = match row.kind() {
-            Some(NotifyKind::Payment) => self.handle_payment_notify(row.raw_body.as_bytes(), remote).await,
-            Some(NotifyKind::Refund) => self.handle_refund_notify(row.raw_body.as_bytes(), remote).await,
-            None => return Ok(Reprocessed::UnknownKind(row.kind)),
+        let Some(kind) = row.kind() else { return Ok(Reprocessed::UnknownKind(row.kind)) };
+        let accepted = match &self.v3 {
+            // Kept with its signature headers: verified again as of when it arrived.
+            Some(_) => {
+                let (headers, body) = SignedHeaders::split_stored(&row.raw_body);
+                let at = row.received_at.and_utc().timestamp();
+                let delivery = Delivery { headers, body: body.as_bytes(), at, remote_addr: remote };
+                let answer = match kind {
+                    NotifyKind::Payment => self.handle_payment_notify_v3(delivery).await,
+                    NotifyKind::Refund => self.handle_refund_notify_v3(delivery).await,
+                };
+                answer.status == 200
+            }
+            None => {
+                let reply = match kind {
+                    NotifyKind::Payment => self.handle_payment_notify(row.raw_body.as_bytes(), remote).await,
+                    NotifyKind::Refund => self.handle_refund_notify(row.raw_body.as_bytes(), remote).await,
+                };
+                reply == SUCCESS_REPLY
+            }
         };
-        let accepted = reply == SUCCESS_REPLY;
         let target = format!("notify:{id}");
         let detail = json!({ "notify_id": id, "kind": row.kind, "reply": if accepted { "SUCCESS" } else { "FAIL" } });
         let order = row.out_trade_no.as_deref();

@@ -9,7 +9,7 @@ use rocket::{State, post, routes};
 
 use crate::domain::NotifyKind;
 use crate::payments::Payments;
-use crate::payments::notify_v3::NotifyAnswer;
+use crate::payments::notify_v3::{Delivery, NotifyAnswer};
 use crate::web::client::ClientIp;
 use crate::wxpay::v3::notify::fail_answer;
 use crate::wxpay::v3::verify::{SignatureError, SignedHeaders};
@@ -64,9 +64,10 @@ async fn handle(
     let answer = match body.open(MAX_BODY_BYTES.bytes()).into_bytes().await {
         Ok(bytes) if bytes.is_complete() => {
             let bytes = bytes.into_inner();
+            let delivery = Delivery { headers, body: &bytes, at: chrono::Utc::now().timestamp(), remote_addr: remote };
             match kind {
-                NotifyKind::Payment => payments.handle_payment_notify_v3(headers, &bytes, remote).await,
-                NotifyKind::Refund => payments.handle_refund_notify_v3(headers, &bytes, remote).await,
+                NotifyKind::Payment => payments.handle_payment_notify_v3(delivery).await,
+                NotifyKind::Refund => payments.handle_refund_notify_v3(delivery).await,
             }
         }
         Ok(partial) => payments.refuse_oversized_v3(kind, &partial.into_inner(), remote).await,

@@ -171,16 +171,18 @@ impl V3PayGateway {
         }
     }
 
-    /// Verifies and opens a notify. An unknown certificate serial triggers one refresh (at most
-    /// one a minute, whoever sends the notify) before the notify is refused.
+    /// Verifies and opens a notify at `now` (Unix seconds; a stored delivery re-processed is checked
+    /// as of when it arrived). An unknown certificate serial triggers one refresh (at most one a
+    /// minute, whoever sends the notify) before the notify is refused.
     pub async fn open_notify<T: serde::de::DeserializeOwned>(
         &self,
         headers: &SignedHeaders,
         body: &[u8],
         original_type: &'static str,
+        now: i64,
     ) -> Result<Opened<T>, V3NotifyError> {
         let m = &self.merchant;
-        let open = || notify::open(headers, body, &m.platform, &m.apiv3_key, Utc::now().timestamp(), original_type);
+        let open = || notify::open(headers, body, &m.platform, &m.apiv3_key, now, original_type);
         match open() {
             Err(V3NotifyError::Signature(SignatureError::UnknownSerial(serial)))
                 if matches!(m.platform, PlatformKeySource::Certificates(_)) =>

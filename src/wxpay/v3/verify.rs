@@ -64,6 +64,41 @@ impl SignedHeaders {
     }
 }
 
+impl SignedHeaders {
+    /// The headers and body as one text, the way a delivery is kept: `Name: value` lines, a blank
+    /// line, then the body exactly as received. [`SignedHeaders::split_stored`] reads it back.
+    pub fn stored(headers: Option<&SignedHeaders>, body: &[u8]) -> String {
+        let mut text = String::new();
+        if let Some(h) = headers {
+            for (name, value) in [
+                (HEADER_TIMESTAMP, &h.timestamp),
+                (HEADER_NONCE, &h.nonce),
+                (HEADER_SERIAL, &h.serial),
+                (HEADER_SIGNATURE, &h.signature),
+            ] {
+                text.push_str(&format!("{name}: {value}\n"));
+            }
+            if let Some(kind) = &h.signature_type {
+                text.push_str(&format!("{HEADER_SIGNATURE_TYPE}: {kind}\n"));
+            }
+        }
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(body));
+        text
+    }
+
+    /// The headers and body of a delivery kept by [`SignedHeaders::stored`].
+    pub fn split_stored(text: &str) -> (Result<SignedHeaders, SignatureError>, &str) {
+        let (head, body) = match text.strip_prefix('\n') {
+            Some(body) => ("", body),
+            None => text.split_once("\n\n").unwrap_or(("", text)),
+        };
+        let lines: Vec<(&str, &str)> = head.lines().filter_map(|l| l.split_once(": ")).collect();
+        let headers = SignedHeaders::read(|name| lines.iter().find(|(n, _)| *n == name).map(|(_, v)| *v));
+        (headers, body)
+    }
+}
+
 /// `timestamp\nnonce\nbody\n`: the message of an answer or notify (an empty body gives
 /// `timestamp\nnonce\n\n`).
 pub fn response_message(timestamp: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
@@ -187,6 +222,19 @@ mod tests {
         assert!(matches!(verify(&h, body, &keys, GO_TIME), Err(SignatureError::SignatureType(_))));
         let missing = SignedHeaders::read(|name| (name != HEADER_SERIAL).then_some("x"));
         assert_eq!(missing, Err(SignatureError::MissingHeader(HEADER_SERIAL)));
+    }
+
+    #[test]
+    fn a_kept_delivery_reads_back_exactly() {
+        let mut h = go_headers();
+        h.signature_type = Some(SCHEME.into());
+        let body = include_bytes!("vectors/go_notify_body.json");
+        let text = SignedHeaders::stored(Some(&h), body);
+        let (again, rest) = SignedHeaders::split_stored(&text);
+        assert_eq!((again.unwrap(), rest.as_bytes()), (h, body.as_slice()));
+        let unsigned = SignedHeaders::stored(None, b"{}");
+        let (missing, rest) = SignedHeaders::split_stored(&unsigned);
+        assert_eq!((missing, rest), (Err(SignatureError::MissingHeader(HEADER_TIMESTAMP)), "{}"));
     }
 
     #[test]
