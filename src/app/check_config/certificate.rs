@@ -21,6 +21,13 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub(super) fn check(config: &AppConfig) -> Line {
     let w = &config.wechat;
+    if w.v3.is_some() && w.cert_p12.is_none() && w.cert_pem.is_none() {
+        return Line::new(
+            Status::Skip,
+            SUBJECT,
+            "not needed on API v3 (requests are signed with WECHAT_MCH_PRIVATE_KEY)",
+        );
+    }
     let loaded = match (&w.cert_p12, &w.cert_pem, &w.key_pem) {
         (Some(p12), _, _) => load_p12(p12, &w.mch_id),
         (None, Some(cert), Some(key)) => load_pem(cert, key),

@@ -57,12 +57,16 @@ impl Certificates {
         self.certs.iter().filter(|c| c.is_valid_at(now)).max_by_key(|c| c.not_before)
     }
 
-    /// Whether a fresh download is due: none yet, older than `every`, or a certificate that
-    /// ends within `every` (so a rotation is picked up while the old one still works).
+    /// Whether a fresh download is due: none yet, older than `every`, or (at most once a minute)
+    /// no certificate that lasts beyond `every` (so a rotation is picked up while the old one works).
     pub fn refresh_due(&self, now: DateTime<Utc>, every: chrono::Duration) -> bool {
         match self.fetched_at {
             None => true,
-            Some(at) => now - at >= every || self.newest_valid(now).is_none_or(|c| c.not_after - now < every),
+            // Near a certificate's end, again each minute (not each call) until a successor appears.
+            Some(at) => {
+                let ending = self.newest_valid(now).is_none_or(|c| c.not_after - now < every);
+                now - at >= every || (ending && now - at >= chrono::Duration::minutes(1))
+            }
         }
     }
 }
@@ -130,7 +134,8 @@ mod tests {
         assert!(set.snapshot().refresh_due(now + every, every));
         let near_end = cert().not_after - chrono::Duration::minutes(30);
         set.replace(vec![cert()], near_end);
-        assert!(set.snapshot().refresh_due(near_end, every));
+        assert!(!set.snapshot().refresh_due(near_end + chrono::Duration::seconds(30), every));
+        assert!(set.snapshot().refresh_due(near_end + chrono::Duration::minutes(1), every));
     }
 
     #[test]
