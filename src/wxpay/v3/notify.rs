@@ -233,59 +233,22 @@ mod tests {
         let now = 1_728_437_593;
         let appids = ["wx1".to_owned()];
         let ours = Ours { mchid: "16", appids: &appids };
-        let opened = open::<Transaction>(
-            &signed(&body, &platform, "S1", now),
-            body.as_bytes(),
-            &keys,
-            &apiv3,
-            now,
-            "transaction",
-        )
-        .unwrap();
+        // Opens the body as a payment, signed by `key` as `serial` at `ts`, decrypted with `apiv3`.
+        let as_payment = |key: &MerchantKey, serial: &str, ts: i64, apiv3: &ApiV3Key| {
+            open::<Transaction>(&signed(&body, key, serial, ts), body.as_bytes(), &keys, apiv3, now, "transaction")
+        };
+        let opened = as_payment(&platform, "S1", now, &apiv3).unwrap();
         let paid = payment(&opened, &ours).unwrap();
         assert_eq!((paid.out_trade_no.as_str(), paid.total_fee), ("o1", Fen::new(100)));
 
-        let wrong_key = MerchantKey::generate().unwrap();
-        let e = open::<Transaction>(
-            &signed(&body, &wrong_key, "S1", now),
-            body.as_bytes(),
-            &keys,
-            &apiv3,
-            now,
-            "transaction",
-        )
-        .unwrap_err();
+        let e = as_payment(&MerchantKey::generate().unwrap(), "S1", now, &apiv3).unwrap_err();
         assert_eq!((e.status(), e), (401, V3NotifyError::Signature(SignatureError::Mismatch)));
-        let e = open::<Transaction>(
-            &signed(&body, &platform, "S2", now),
-            body.as_bytes(),
-            &keys,
-            &apiv3,
-            now,
-            "transaction",
-        )
-        .unwrap_err();
+        let e = as_payment(&platform, "S2", now, &apiv3).unwrap_err();
         assert!(matches!(e, V3NotifyError::Signature(SignatureError::UnknownSerial(_))));
-        let e = open::<Transaction>(
-            &signed(&body, &platform, "S1", now - 600),
-            body.as_bytes(),
-            &keys,
-            &apiv3,
-            now,
-            "transaction",
-        )
-        .unwrap_err();
+        let e = as_payment(&platform, "S1", now - 600, &apiv3).unwrap_err();
         assert!(matches!(e, V3NotifyError::Signature(SignatureError::Stale { .. })));
         let other = ApiV3Key::new("b7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb").unwrap();
-        let e = open::<Transaction>(
-            &signed(&body, &platform, "S1", now),
-            body.as_bytes(),
-            &keys,
-            &other,
-            now,
-            "transaction",
-        )
-        .unwrap_err();
+        let e = as_payment(&platform, "S1", now, &other).unwrap_err();
         assert_eq!(e, V3NotifyError::Decrypt(AeadError::Authentication));
         let e =
             open::<RefundResource>(&signed(&body, &platform, "S1", now), body.as_bytes(), &keys, &apiv3, now, "refund")
