@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::app::{API_TOKEN, TestApp, on_every_backend};
+use common::app::{API_TOKEN, TestApp, on_every_backend_and_version};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wechat_checkout::db::events;
@@ -103,6 +103,27 @@ fn pay_sign(params: &Value, app_id: &str, sign_type: SignType) -> String {
     sign::sign(pairs, &ApiKey::new(DEMO_API_KEY).unwrap(), sign_type)
 }
 
+/// Whether `params` carry the `paySign` of the app's protocol over `app_id`: v2's MD5 with the demo
+/// API key, or v3's RSA with the demo merchant's key pair (made in `data/` at first start).
+fn signed_for(app: &TestApp, params: &Value, app_id: &str) -> bool {
+    let given = params["paySign"].as_str().unwrap();
+    if app.api_version != "v3" {
+        return given == pay_sign(params, app_id, SignType::Md5);
+    }
+    let s = |k: &str| params[k].as_str().unwrap().to_owned();
+    let p = wechat_checkout::wxpay::jsapi::JsapiParams {
+        app_id: app_id.to_owned(),
+        time_stamp: s("timeStamp"),
+        nonce_str: s("nonceStr"),
+        package: s("package"),
+        sign_type: s("signType"),
+        pay_sign: given.to_owned(),
+    };
+    let pem = std::fs::read_to_string(wechat_checkout::wxpay::demo::DEMO_V3_KEY_PATH).unwrap();
+    let key = wechat_checkout::wxpay::v3::MerchantKey::from_pem(&pem).unwrap();
+    wechat_checkout::wxpay::v3::jsapi::verify(&p, &key.verifying_key())
+}
+
 fn keys(v: &Value) -> Vec<&str> {
     let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     k.sort_unstable();
@@ -141,7 +162,7 @@ async fn wait_refunded(app: &TestApp, out_refund_no: &str) {
 
 #[tokio::test]
 async fn a_mini_program_signs_in_gets_the_five_parameters_and_pays() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let seen = Seen::default();
         // wx.login → the session endpoint → the shopper's openid under the Mini Program.
         let login = wx_login(&app, "mp-shopper-1").await;
@@ -174,9 +195,9 @@ async fn a_mini_program_signs_in_gets_the_five_parameters_and_pays() {
         );
         let params = &paying["params"];
         assert_eq!(keys(params), ["nonceStr", "package", "paySign", "signType", "timeStamp"], "no appId: {params}");
-        assert_eq!(params["signType"], "MD5");
-        assert_eq!(params["paySign"].as_str().unwrap(), pay_sign(params, DEMO_MINIPROGRAM_APPID, SignType::Md5));
-        assert_ne!(params["paySign"].as_str().unwrap(), pay_sign(params, DEMO_APPID, SignType::Md5));
+        assert_eq!(params["signType"], if app.api_version == "v3" { "RSA" } else { "MD5" });
+        assert!(signed_for(&app, params, DEMO_MINIPROGRAM_APPID), "{params}");
+        assert!(!signed_for(&app, params, DEMO_APPID), "signed over the Mini Program's appid: {params}");
         let prepay = params["package"].as_str().unwrap().strip_prefix("prepay_id=").unwrap().to_owned();
         let at_wechat = app.sim_order(&no).await;
         assert_eq!((&at_wechat["appid"], &at_wechat["openid"]), (&json!(DEMO_MINIPROGRAM_APPID), &json!(openid)));
@@ -186,7 +207,7 @@ async fn a_mini_program_signs_in_gets_the_five_parameters_and_pays() {
         let (status, again) = post(&app, &seen, API_TOKEN, &payment(&no), body.clone()).await;
         assert_eq!(status, 200, "{again}");
         assert_eq!(again["params"]["package"], params["package"]);
-        assert_eq!(again["params"]["paySign"], pay_sign(&again["params"], DEMO_MINIPROGRAM_APPID, SignType::Md5));
+        assert!(signed_for(&app, &again["params"], DEMO_MINIPROGRAM_APPID));
         assert_eq!(prepays_issued(&app, &no), 1);
         assert_eq!(app.sim_order(&no).await["prepay_created_at"], at_wechat["prepay_created_at"]);
 
@@ -228,7 +249,7 @@ async fn a_mini_program_signs_in_gets_the_five_parameters_and_pays() {
 
 #[tokio::test]
 async fn the_official_account_gets_the_six_parameters_and_keeps_its_orders() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let seen = Seen::default();
         let openid = official_openid(&app).await;
         let no = app.create_order("OA-1", 500).await["out_trade_no"].as_str().unwrap().to_owned();
@@ -238,7 +259,7 @@ async fn the_official_account_gets_the_six_parameters_and_keeps_its_orders() {
         let params = &paying["params"];
         assert_eq!(keys(params), ["appId", "nonceStr", "package", "paySign", "signType", "timeStamp"]);
         assert_eq!(params["appId"], DEMO_APPID);
-        assert_eq!(params["paySign"].as_str().unwrap(), pay_sign(params, DEMO_APPID, SignType::Md5));
+        assert!(signed_for(&app, params, DEMO_APPID), "{params}");
         assert_eq!(app.sim_order(&no).await["appid"], DEMO_APPID);
         let row = common::app::order_row(&app.db_handle(), &no);
         assert_eq!(row.client_ip.as_deref(), Some("203.0.113.7"));
@@ -256,7 +277,9 @@ async fn the_official_account_gets_the_six_parameters_and_keeps_its_orders() {
         let body = json!({ "openid": openid, "app": "mini_program" });
         let (status, foreign) = post(&app, &seen, API_TOKEN, &payment(&fresh), body).await;
         assert_eq!((status, &foreign["error"]["field"]), (422, &json!("openid")), "{foreign}");
-        assert!(foreign["error"]["message"].as_str().unwrap().contains("openid not match"), "{foreign}");
+        // v2 words it `openid not match`; v3 answers `OPENID_MISMATCH`.
+        let message = foreign["error"]["message"].as_str().unwrap();
+        assert!(message.contains("openid not match") || message.contains("OPENID_MISMATCH"), "{foreign}");
         assert_eq!(app.order(&fresh).await["state"], "CREATED");
         app
     })
@@ -265,7 +288,7 @@ async fn the_official_account_gets_the_six_parameters_and_keeps_its_orders() {
 
 #[tokio::test]
 async fn scopes_unknown_orders_and_bad_inputs_are_refused_by_name() {
-    on_every_backend(|app| async move {
+    on_every_backend_and_version(|app| async move {
         let seen = Seen::default();
         let read = app.issue_token("mp-read", "read").await;
         let login = wx_login(&app, "mp-shopper-4").await;

@@ -133,6 +133,10 @@ async fn hostile_v3_notifies_change_nothing_and_are_logged_apart() {
             let (status, _) = post_notify(&app, "/wechat/v3/refund-notify", h, &body).await;
             assert_eq!(status, 401, "{what} (refund notify)");
         }
+        // Larger than any notify: refused unread, with 413.
+        let huge = "x".repeat(70 * 1024);
+        let (status, answer) = post_notify(&app, "/wechat/v3/notify", &cases[0].1, &huge).await;
+        assert_eq!((status, answer["code"].as_str()), (413, Some("FAIL")));
         // Not JSON at all, and a v2 XML notify on a v3 checkout: refused too.
         let (status, _) = post_notify(&app, "/wechat/v3/notify", &cases[0].1, "<xml/>").await;
         assert_eq!(status, 401);
@@ -143,7 +147,7 @@ async fn hostile_v3_notifies_change_nothing_and_are_logged_apart() {
         assert!(log_of(&app, &no).is_empty(), "refusals are not on the order's log");
         let refused = refused(&app);
         assert!(refused.len() >= cases.len() * 2, "{refused:?}");
-        assert!(refused.iter().all(|r| r.verdict == "bad_signature"), "{refused:?}");
+        assert!(refused.iter().all(|r| ["bad_signature", "too_large"].contains(&r.verdict.as_str())), "{refused:?}");
         app
     })
     .await;
